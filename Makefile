@@ -18,7 +18,7 @@ export-check: env
 	$(BIN)/python tools/check_export.py
 
 nbtest: env
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: env
 	$(BIN)/python -m pytest -q tests
