@@ -56,6 +56,11 @@ def safe_torch_load(path, map_location='cpu', allow: Sequence[type] = ()) -> Any
                               f'{detail.group(1).strip() if detail else str(e).splitlines()[0]}') from None
     except RuntimeError as e:
         raise CheckpointError(f'{path} is not a readable checkpoint (corrupt or truncated?): {str(e).splitlines()[0]}') from None
+    except PermissionError: raise
+    except Exception as e:   # a truncated or foreign file: EOFError, OSError, struct.error, IndexError, ... from the readers
+        first = (str(e).splitlines() or [''])[0]
+        raise CheckpointError(f'{path} is not a readable checkpoint (corrupt or truncated?): {type(e).__name__}'
+                              f'{": " + first if first else ""}') from None
 
 def atomic_torch_save(obj: Any, path) -> Path:
     "`torch.save` to a temporary file next to `path`, fsync, then `os.replace` onto `path`."

@@ -4,8 +4,10 @@
 
 # %% ../nbs/07_data.ipynb #fddaa26c
 from __future__ import annotations
+import io
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,22 +56,38 @@ def _atomic_write_text(path, text: str) -> Path:
         raise
     return path
 
+# a plain decimal: ASCII digits, optional sign, point and exponent (float() alone would also take '1_000', 'nan', '١٢')
+_DECIMAL = re.compile(r'[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?')
+
 def _numbers(fields: Sequence[str], path, lineno: int, first_field: int = 0) -> np.ndarray:
-    "Parse fields as finite floats; a bad one is an error naming file, line and field (1-based)."
+    "Parse fields as finite plain decimals; a bad one is an error naming file, line and field (1-based)."
     out = np.empty(len(fields))
     for k, f in enumerate(fields):
-        try: v = float(f)
-        except ValueError:
-            raise DataFormatError(f'{_where(path, lineno)}: field {first_field + k + 1} is {f!r}, not a number') from None
+        if not _DECIMAL.fullmatch(f):
+            why = 'not finite' if f.lstrip('+-').lower() in ('nan', 'inf', 'infinity') else 'not a number'
+            raise DataFormatError(f'{_where(path, lineno)}: field {first_field + k + 1} is {f!r}, {why}')
+        v = float(f)
         if not math.isfinite(v): raise DataFormatError(f'{_where(path, lineno)}: field {first_field + k + 1} is {f!r}, not finite')
         out[k] = v
     return out
 
+def _image_path_problem(p: str) -> Optional[str]:
+    "Why `p` cannot be an image path relative to a dataset folder, or None."
+    if not p or any(c.isspace() for c in p): return 'is empty or has whitespace'
+    if p.startswith(('/', '\\')) or re.match(r'[A-Za-z]:[\\/]', p) or '..' in re.split(r'[\\/]', p):
+        return "leaves the image folder (absolute, or with a '..' part); it must be relative to that folder"
+    return None
+
 def _read_lines(path) -> list[tuple[int, str]]:
-    "The non-blank lines of a text file with their 1-based numbers; a missing file is a clear error."
+    "The non-blank lines of a UTF-8 text file (a leading byte-order mark dropped) with their 1-based numbers."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'{path}: annotation file not found')
-    with open(path, 'r', encoding='utf-8') as f:
+    raw = path.read_bytes()
+    try: raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b'\n') + 1
+        raise DataFormatError(f'{_where(path, line)}: byte {raw[e.start:e.start + 1]!r} at offset {e.start} is not UTF-8 text') from None
+    with io.TextIOWrapper(io.BytesIO(raw), encoding='utf-8-sig') as f:    # universal newlines, as open() reads
         return [(i, line) for i, line in enumerate(f, 1) if line.strip()]
 
 # %% ../nbs/07_data.ipynb #26e8e4a8
@@ -94,6 +112,8 @@ def parse_wflw_line(line: str, path='<string>', lineno: int = 1) -> WFLWRecord:
     if not np.isin(flags, (0, 1)).all():
         k = int(np.flatnonzero(~np.isin(flags, (0, 1)))[0])
         raise DataFormatError(f'{_where(path, lineno)}: attribute flag {ATTRIBUTE_NAMES[k]} (field {201 + k}) is {f[200 + k]!r}, not 0 or 1')
+    why = _image_path_problem(f[206])
+    if why: raise DataFormatError(f'{_where(path, lineno)}: image path {f[206]!r} (field 207) {why}')
     return WFLWRecord(nums[:196].reshape(N_POINTS, 2), nums[196:200], flags.astype(np.int64), f[206])
 
 def read_wflw_annotations(path) -> list[WFLWRecord]:
@@ -109,7 +129,9 @@ def format_wflw_record(r: WFLWRecord) -> str:
         raise ValueError(f'record for {r.image!r}: landmarks {lm.shape}, bbox {box.shape}, attributes {att.shape}; '
                          f'expected (98, 2), (4,), (6,)')
     if not np.isin(att, (0, 1)).all(): raise ValueError(f'record for {r.image!r}: attribute flags must be 0/1, got {att.tolist()}')
-    if not r.image or any(c.isspace() for c in r.image): raise ValueError(f'image path {r.image!r} is empty or has whitespace')
+    if not (np.isfinite(lm).all() and np.isfinite(box).all()): raise ValueError(f'record for {r.image!r}: non-finite landmarks or box')
+    why = _image_path_problem(r.image)
+    if why: raise ValueError(f'image path {r.image!r} {why}')
     return ' '.join([*map(_fmt, lm.ravel()), *map(_fmt, box), *(str(int(a)) for a in att), r.image])
 
 def write_wflw_annotations(path, records: Iterable[WFLWRecord]) -> Path:
@@ -133,6 +155,8 @@ def parse_precropped_line(line: str, path='<string>', lineno: int = 1) -> Croppe
     f = line.split()
     if len(f) != 1 + 2 * N_POINTS:
         raise DataFormatError(f'{_where(path, lineno)}: expected 197 fields (image path, 196 landmark values), got {len(f)}')
+    why = _image_path_problem(f[0])
+    if why: raise DataFormatError(f'{_where(path, lineno)}: image path {f[0]!r} (field 1) {why}')
     return CroppedRecord(f[0], _numbers(f[1:], path, lineno, 1).reshape(N_POINTS, 2))
 
 def read_precropped_list(path) -> list[CroppedRecord]:
@@ -145,7 +169,9 @@ def write_precropped_list(path, records: Iterable[CroppedRecord]) -> Path:
     for r in records:
         lm = np.asarray(r.landmarks, float)
         if lm.shape != (N_POINTS, 2): raise ValueError(f'record {r.image!r}: landmarks {lm.shape}, expected (98, 2)')
-        if not r.image or any(c.isspace() for c in r.image): raise ValueError(f'image path {r.image!r} is empty or has whitespace')
+        if not np.isfinite(lm).all(): raise ValueError(f'record {r.image!r}: non-finite landmarks')
+        why = _image_path_problem(r.image)
+        if why: raise ValueError(f'image path {r.image!r} {why}')
         lines.append(' '.join([r.image, *(f'{v:.8f}' for v in lm.ravel())]) + '\n')
     return _atomic_write_text(path, ''.join(lines))
 
@@ -237,7 +263,11 @@ def _load_array(path, what: str) -> np.ndarray:
     if not path.is_file(): raise FileNotFoundError(f'{path}: {what} file not found')
     try: a = np.load(path, allow_pickle=False)
     except Exception as e: raise DataFormatError(f'{path}: cannot read {what} ({e})') from None
-    if not np.issubdtype(a.dtype, np.number): raise DataFormatError(f'{path}: {what} has dtype {a.dtype}, not numeric')
+    if not isinstance(a, np.ndarray):
+        a.close(); raise DataFormatError(f'{path}: {what} is an .npz archive, not one .npy array')
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise DataFormatError(f'{path}: {what} has dtype {a.dtype}, not real numbers')
+    if a.ndim == 0: raise DataFormatError(f'{path}: {what} is a single number, not an array over frames')
     a = a.astype(np.float64)
     if not np.isfinite(a).all():
         raise DataFormatError(f'{path}: {what} has non-finite values (first at frame {int(np.flatnonzero((~np.isfinite(a.reshape(len(a), -1))).any(1))[0])})')
@@ -256,6 +286,7 @@ def load_clip(root, video_id: str, check_count: bool = True) -> VideoClip:
     if len(lm) != len(bb):
         raise DataFormatError(f'{video_id}: {len(lm)} landmark frames but {len(bb)} box frames '
                               f'({root / "landmarks"}, {root / "bboxes"})')
+    if len(lm) == 0: raise DataFormatError(f'{root / "landmarks" / video_id}.npy: no frame (landmarks have shape {lm.shape})')
     if not video.is_file(): raise FileNotFoundError(f'{video}: video not found')
     if check_count:
         cap = cv2.VideoCapture(str(video))
@@ -330,9 +361,25 @@ def detect_layout(root) -> str:
     raise FileNotFoundError(f'{root}: not a WFLW root (no {WFLW_ANNOTATIONS}/), pre-cropped root (no train.txt / test.txt) '
                             f'or WFLW-V root (no hard_video_IDs.txt / easy_video_IDs.txt)')
 
+def _jpeg_truncated(data: bytes) -> bool:
+    "Whether JPEG bytes end before their end-of-image marker (walking the segments, then the entropy-coded scans)."
+    i, n = 2, len(data)
+    while True:
+        j = data.find(b'\xff', i)
+        if j < 0 or j + 1 >= n: return True
+        m = data[j + 1]
+        if m == 0xD9: return False                                            # EOI: complete (trailing bytes ignored)
+        if m == 0xFF: i = j + 1; continue                                     # fill byte
+        if m == 0x00 or m == 0x01 or 0xD0 <= m <= 0xD7: i = j + 2; continue   # stuffed 0xFF, TEM, restart markers
+        if j + 3 >= n: return True
+        i = j + 2 + int.from_bytes(data[j + 2:j + 4], 'big')                  # a segment (its length skips its payload)
+
 def _read_rgb(path, where: str) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None: raise DataFormatError(f'{path}: cannot read the image (listed at {where})')
+    with open(path, 'rb') as f: data = f.read()
+    if data[:2] == b'\xff\xd8' and _jpeg_truncated(data):   # OpenCV decodes a truncated JPEG, grey-filling the rest
+        raise DataFormatError(f'{path}: truncated JPEG, the end-of-image marker is missing (listed at {where})')
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 class _Stills(Dataset):

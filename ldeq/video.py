@@ -616,7 +616,9 @@ def wflwv_items(root, subset: str = 'hard') -> list[WFLWVItem]:
     for s in (('hard', 'easy') if subset == 'full' else (subset,)):
         f = root / f'{s}_video_IDs.txt'
         if not f.is_file(): raise FileNotFoundError(f'{f}: missing ID list for subset {s!r}')
-        for n, line in enumerate(f.read_text().splitlines(), 1):
+        try: text = f.read_text(encoding='utf-8')
+        except UnicodeDecodeError as e: raise ValueError(f'{f}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start})') from None
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 if len(line.split()) != 1: raise ValueError(f'{f}, line {n}: expected one video ID, got {line!r}')
                 ids.append(line.strip())
@@ -881,6 +883,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if writer is not None: writer.release()
         if lmw is not None: lmw.close() if ok else lmw.discard()
         if not ok and a.out is not None and Path(a.out).exists(): Path(a.out).unlink()
+    if 0 < n < info.n_frames:     # a cut-short file whose header is intact decodes fewer frames than it announces
+        print(f'ldeq-track: warning: {a.video}: decoded {n} of the {info.n_frames} frames its header announces '
+              '(truncated or damaged file?)', file=sys.stderr)
     dt = time.perf_counter() - t0
     cost = f', {np.nanmean(nfe):.2f} evaluations of f per frame' if np.isfinite(nfe).any() else ''
     print(f'ldeq-track: {n} frames in {dt:.1f} s ({n / dt:.1f} frames/s){cost} with {method_label(method)}'
