@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: env test export-check nbtest pytest slow bench clean
+.PHONY: env test export-check nbtest papermill-quick pytest slow bench tables figures clean
 
 env: $(VENV)/.installed
 
@@ -23,7 +23,22 @@ nbtest: env
 pytest: env
 	$(BIN)/python -m pytest -q tests
 
-test: export-check nbtest pytest
+# The papermill notebooks (tables, figures, train) are skipped by nbdev_test (front matter skip_exec) and run here
+# in quick mode; the first run generates the synthetic test set into the cache (~/.cache/ldeq or $$LDEQ_CACHE).
+PM := $(BIN)/papermill --no-progress-bar --log-level WARNING
+papermill-quick: env
+	OMP_NUM_THREADS=2 $(PM) nbs/tables.ipynb out/ci/tables.ipynb -p quick True -p out_dir out/ci/tables -p progress False
+	OMP_NUM_THREADS=2 $(PM) nbs/figures.ipynb out/ci/figures.ipynb -p quick True -p out_dir out/ci/figures -p progress False
+	OMP_NUM_THREADS=2 $(PM) nbs/train.ipynb out/ci/train.ipynb -p recipe demo_ldeq -p max_steps 2 -p val_subset 8 -p batch_size 4 \
+		-p out_dir out/ci/train -p progress False -p n_show 2
+
+test: export-check nbtest papermill-quick pytest
+
+# The paper's tables and figures on the embedded default (the README's main job).
+tables: env
+	$(BIN)/papermill nbs/tables.ipynb out/tables.ipynb -p subset hard -p out_dir out/tables
+figures: env
+	$(BIN)/papermill nbs/figures.ipynb out/figures.ipynb -p out_dir out/figures
 
 slow: env
 	$(BIN)/nbdev_test --n_workers 1 --flags slow
