@@ -134,7 +134,7 @@ def _unwrap_optional(tp) -> tuple[Any, bool]:
 RECIPES: dict[str, dict[str, Any]] = {
     'paper': dict(model='ldeq', preset='paper', dataset='wflw_cropped', epochs=60, batch_size=32, lr=1e-3,
                   weight_decay=1e-4, warmup_epochs=1.0, grad_clip=1.0, out_dir='runs/ldeq_paper'),
-    'demo_ldeq': dict(model='ldeq', preset='small', dataset='synthetic', epochs=4, batch_size=16, lr=1e-3,
+    'demo_ldeq': dict(model='ldeq', preset='small', dataset='synthetic', epochs=6, batch_size=16, lr=1e-3,
                       warmup_epochs=0.25, grad_clip=1.0, solver_iters=8, val_subset=200, threads=2,
                       ckpt_every_steps=100, out_dir='runs/demo_ldeq'),
     'demo_shg': dict(model='stacked_hourglass', preset='small', dataset='synthetic', epochs=10, batch_size=16, lr=1e-3,
