@@ -279,7 +279,7 @@ def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema:
     cols = ['model', 'kind', 'method', 'subset', 'videos', 'frames', 'nme', 'nmf', 'fps', 'nfe']
     return pd.DataFrame(rows)[cols]
 
-# %% ../nbs/13_paper.ipynb #94f33f56
+# %% ../nbs/13_paper.ipynb #88d690be
 def best_ema(long: pd.DataFrame, model: str, subset: str, nme_tol: float = 0.01) -> str | None:
     "The EMA method label of `model` with the lowest NMF at NME ≤ (1 + nme_tol)·frame-by-frame NME on `subset`."
     d = long[(long['model'] == model) & (long['subset'] == subset)]
@@ -289,15 +289,16 @@ def best_ema(long: pd.DataFrame, model: str, subset: str, nme_tol: float = 0.01)
     i = select_setting(ema['nme'].to_numpy(), ema['nmf'].to_numpy(), float(base['nme'].iloc[0]), nme_tol)
     return None if i is None else str(ema['method'].iloc[i])
 
-def _row_name(model: str, method: str) -> str:
-    if method == 'frame-by-frame': return model
-    if method.startswith('ema'): return f'  + {method.replace(":", " w=")}'
-    if method.startswith('rwr-exact'): return f'  + RwR exact, eq. 8 (α={method.split(":")[1].split(",")[0]})'
-    if method.startswith('rwr'): return f'  + RwR (k={method.split(":")[1].split(",")[0]})'
-    return f'  + {method}'
+def _row_name(method: str) -> str:
+    "A readable Table 3 row label for a method string."
+    if method == 'frame-by-frame': return 'frame by frame'
+    if method.startswith('ema'): return f'+ {method.replace(":", " w=")}'
+    if method.startswith('rwr-exact'): return f'+ RwR exact, eq. 8 (α={method.split(":")[1].split(",")[0]})'
+    if method.startswith('rwr'): return f'+ RwR (k={method.split(":")[1].split(",")[0]})'
+    return f'+ {method}'
 
 def table3(long: pd.DataFrame, subset: str = 'hard', nme_tol: float = 0.01) -> pd.DataFrame:
-    "Table 3: video NME and NMF per subset, rows = each model alone, + its best EMA, and LDEQ + RwR (+ eq. 8)."
+    "Table 3: video NME and NMF per subset, rows (model, method): alone, + its best EMA, and LDEQ + RwR (+ eq. 8)."
     subsets = ['hard', 'easy', 'full'] if subset == 'full' else [subset]
     rows = {}
     for model in dict.fromkeys(long['model']):
@@ -311,10 +312,11 @@ def table3(long: pd.DataFrame, subset: str = 'hard', nme_tol: float = 0.01) -> p
                 r[(s, 'NME')], r[(s, 'NMF')] = x['nme'], x['nmf']
             x = d[(d['method'] == m) & (d['subset'] == subset)].iloc[0]
             r[(subset, 'f-evals/frame')], r[(subset, 'frames/s')] = x['nfe'], x['fps']
-            rows[_row_name(model, m)] = r
+            rows[(model, _row_name(m))] = r
     t = pd.DataFrame.from_dict(rows, orient='index')
+    t.index = pd.MultiIndex.from_tuples(t.index, names=['Model', 'Method'])
     t.columns = pd.MultiIndex.from_tuples(t.columns)
-    return t.rename_axis('Method')
+    return t
 
 # %% ../nbs/13_paper.ipynb #fe52f329
 def write_table(table: pd.DataFrame, out_dir, name: str, floatfmt: str = '.3g', note: str | None = None) -> tuple[Path, Path]:
