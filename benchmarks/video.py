@@ -1,7 +1,7 @@
 """Benchmark of issue 6 (not a test; writes JSON): frame-by-frame vs Recurrence without Recurrence vs the EMA grid.
 
 On the hard and easy videos of a WFLW-V-layout root (by default the embedded synthetic set, generated on first use
-when `ldeq.data.ensure_synthetic` is available), with any checkpoint (`--checkpoint`: the demo LDEQ, a published
+with `ldeq.synth.ensure_synthetic`), with any checkpoint (`--checkpoint`: the demo LDEQ, a published
 LDEQ, or anything `ldeq.video.load_model` reads), this measures per subset:
 
 - frame-by-frame: the model's own solve from z = 0 on every frame (its solver, max_iters, tolerance);
@@ -38,18 +38,9 @@ from ldeq.video import (FrameByFrame, RwR, RwRExact, VideoSource, evaluate_metho
 
 
 def default_root() -> Path:
-    "The embedded synthetic WFLW-V root (generated if missing), from ldeq.data."
-    try: from ldeq.data import ensure_synthetic
-    except ImportError as e: raise SystemExit(f'benchmarks/video.py: no --root given and ldeq.data.ensure_synthetic is unavailable ({e})')
-    out = ensure_synthetic()
-    if isinstance(out, dict): cands = [Path(v) for v in out.values() if isinstance(v, (str, Path))]
-    elif isinstance(out, (str, Path)): cands = [Path(out)]
-    else: cands = [Path(v) for v in vars(out).values() if isinstance(v, (str, Path))]
-    cands += [d for c in list(cands) if c.is_dir() for d in sorted(c.iterdir()) if d.is_dir()]
-    for c in cands:
-        if (c / 'hard_video_IDs.txt').is_file(): return c
-    raise SystemExit(f'benchmarks/video.py: ensure_synthetic() gave {out!r}, in which no WFLW-V root (hard_video_IDs.txt) '
-                     'was found; pass --root')
+    "The embedded synthetic WFLW-V root (its videos generated on first use), from ldeq.synth."
+    from ldeq.synth import ensure_synthetic
+    return ensure_synthetic(parts=['videos']).wflw_v
 
 
 def warm_up(model, root: Path, subset: str, batch_size: int) -> None:
