@@ -27,6 +27,7 @@ pytest: env
 # in quick mode; the first run generates the synthetic test set into the cache (~/.cache/ldeq or $$LDEQ_CACHE).
 PM := $(BIN)/papermill --no-progress-bar --log-level WARNING
 papermill-quick: env
+	mkdir -p out/ci
 	OMP_NUM_THREADS=2 $(PM) nbs/tables.ipynb out/ci/tables.ipynb -p quick True -p out_dir out/ci/tables -p progress False
 	OMP_NUM_THREADS=2 $(PM) nbs/figures.ipynb out/ci/figures.ipynb -p quick True -p out_dir out/ci/figures -p progress False
 	OMP_NUM_THREADS=2 $(PM) nbs/train.ipynb out/ci/train.ipynb -p recipe demo_ldeq -p max_steps 2 -p val_subset 8 -p batch_size 4 \
