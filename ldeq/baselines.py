@@ -14,13 +14,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model import (LDEQ, LDEQConfig, ConvBlock, Hourglass, Stem, HeatmapNorm, NormKind, softargmax,
-                        official_init_, config_to_dict, config_from_dict)
+                        official_init_, config_to_dict, config_from_dict, count_parameters)
 from .checkpoint import MODEL_KINDS, register_model_kind, load_checkpoint, LoadedCheckpoint
 
 # %% auto #0
-__all__ = ['UNET_PRESETS', 'SHG_PRESETS', 'MODEL_KIND_NAMES', 'BaselineOutput', 'supervised_landmarks', 'UNetConfig',
-           'StackedHourglassConfig', 'UNet', 'HourglassStack', 'StackedHourglass', 'model_config', 'build_model',
-           'model_from_config', 'load_model', 'n_parameters', 'MemoryMeasurement', 'training_memory',
+__all__ = ['UNET_PRESETS', 'SHG_PRESETS', 'MODEL_KIND_NAMES', 'n_parameters', 'BaselineOutput', 'supervised_landmarks',
+           'UNetConfig', 'StackedHourglassConfig', 'UNet', 'HourglassStack', 'StackedHourglass', 'model_config',
+           'build_model', 'model_from_config', 'load_model', 'MemoryMeasurement', 'training_memory',
            'fig1_memory_table']
 
 # %% ../nbs/09_baselines.ipynb #2b8d0bd1
@@ -235,9 +235,7 @@ def load_model(path, map_location='cpu', expect=None) -> LoadedCheckpoint:
     return lc
 
 # %% ../nbs/09_baselines.ipynb #1fe8849f
-def n_parameters(model: nn.Module) -> int:
-    "Number of parameters (trainable or not) of `model`."
-    return sum(p.numel() for p in model.parameters())
+n_parameters = count_parameters   # number of parameters (trainable or not) of a model: `ldeq.model.count_parameters`
 
 # %% ../nbs/09_baselines.ipynb #2b89c9ad
 @dataclass
