@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: env test export-check nbtest papermill-quick pytest slow bench tables figures clean
+.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed gpu-check demo-models tables figures clean
 
 env: $(VENV)/.installed
 
@@ -47,6 +47,24 @@ slow: env
 
 bench: env
 	$(BIN)/python benchmarks/run_all.py --out out/bench
+
+# Training images/s per speed lever and the input pipeline (also a section of `make bench`); `--parts steps,data,sbs`
+# adds the side-by-side accuracy runs (about 15 minutes on 2 cores).
+train-speed: env
+	$(BIN)/python benchmarks/train_speed.py --out out/bench/train_speed
+
+# The GPU path in one command (<= 8 minutes on one GPU; README "On a GPU"): report.md and gpu_check.json in out/gpu_check.
+gpu-check: env
+	$(BIN)/python benchmarks/gpu_check.py --out out/gpu_check
+
+# The three demo models under one protocol (DEMO_PROTOCOL in nbs/11_train), one after the other, each resumed from its
+# runs/<recipe>/last.pt when there is one; then shipped into ldeq/assets (the final epoch, not the best validation one).
+# Hours on 2 cores: run it in the background, `nohup make demo-models > runs/demo_models.log 2>&1 &`.
+DEMO_RECIPES ?= demo_ldeq demo_shg demo_unet
+demo-models: env
+	for r in $(DEMO_RECIPES); do \
+	  $(BIN)/ldeq-train --recipe $$r $$(test -f runs/$$r/last.pt && echo --resume) || exit 1; done
+	$(BIN)/python tools/ship_demo_models.py --which last
 
 clean:
 	rm -rf $(VENV) _proc _docs

@@ -33,6 +33,9 @@ video    Tracking throughput on 4 synthetic videos of 80 frames (the WFLW-V-layo
          subprocess, after a 20-frame warm-up; the peak-RSS growth while streaming must not grow with the length.
          The length test uses the `tiny` preset with random weights to keep 10,000 frames affordable on 2 cores:
          boundedness is a property of the streaming code, not of the model's width.
+train    Training images/s per speed lever (fp32, bf16 autocast, channels_last; LDEQ implicit / JFB, forward caps 8
+         and 4) and the input pipeline alone: `benchmarks/train_speed.py` (its own script; see there). Target
+         (issue 13): adopted demo recipes >= 3x (LDEQ) and >= 1.5x (baselines) the images/s of the old ones.
 cost     Model cost of the `small` and `paper` presets: parameters, conv FLOPs of the stem and of one f-evaluation
          (`ldeq.model.model_cost`, counted on meta tensors), ms per image of an inference forward with exactly 5 solver
          iterations (`ldeq.model.time_forward`, median of single timed runs; the f-evaluations are counted with a
@@ -90,7 +93,7 @@ from ldeq.baselines import StackedHourglass, StackedHourglassConfig, _reset_peak
 from ldeq.model import LDEQ, LDEQConfig, model_cost, time_forward
 from tqdm.auto import tqdm
 
-SECTIONS = ('solvers', 'memory', 'video', 'cost', 'gpu')
+SECTIONS = ('solvers', 'memory', 'video', 'cost', 'train', 'gpu')
 MIB = 2 ** 20
 DEFAULT_CHECKPOINT = Path(ldeq.__file__).parent / 'assets' / 'demo_ldeq.pt'
 # Seconds to build problem A / B / C of benchmarks/solvers.py and its float64 reference on 2 quiet cores
@@ -806,6 +809,25 @@ def gpu_report(s: dict) -> str:
                         md_table(['inference', 'videos per batch', 'frames/s', 'f-evals / frame', 'peak GPU MiB'], inf)])
 
 
+# ---------------------------------------------------------------------------------------------------------- train
+def train_estimate(ctx: Context) -> float:
+    "Seconds on 2 quiet AVX2 cores: 16 timed LDEQ / baseline step settings of 7 steps, plus the input pipeline."
+    return 20.0 if ctx.quick else 200.0
+
+
+def train_section(ctx: Context) -> dict:
+    "Training images/s per speed lever and the input pipeline (`benchmarks/train_speed.py`, parts steps and data)."
+    import train_speed                                    # imported here: train_speed imports this module's helpers
+    return train_speed.run(('steps', 'data'), ctx.out / 'train_speed', repeats=ctx.plan.repeats + 2, quick=ctx.quick,
+                           threads=ctx.threads, progress=ctx.progress)
+
+
+def train_report(s: dict) -> str:
+    "Markdown of the train section (the headings of train_speed.md one level down)."
+    import train_speed
+    return train_speed.report(s).split('\n', 2)[2].replace('\n## ', '\n### ')
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 @dataclass(frozen=True)
 class Section:
@@ -821,6 +843,7 @@ REGISTRY: dict[str, Section] = {
     'memory': Section(memory_section, memory_estimate, memory_report, 'Training memory and time vs iterations (Fig. 1)'),
     'video': Section(video_section, video_estimate, video_report, 'Video throughput and memory vs length'),
     'cost': Section(cost_section, cost_estimate, cost_report, 'Model cost'),
+    'train': Section(train_section, train_estimate, train_report, 'Training throughput per speed lever'),
     'gpu': Section(gpu_section, gpu_estimate, gpu_report, 'GPU (paper preset)'),
 }
 

@@ -33,8 +33,8 @@ __all__ = ['Method', 'SUBSETS', 'VideoError', 'VideoInfo', 'video_info', 'read_f
            'BoxTracking', 'box_problem', 'FrameByFrame', 'RwR', 'RwRExact', 'Filtered', 'parse_method', 'method_label',
            'RwRStats', 'rel_residual', 'rwr_solve', 'eq8_objective', 'Eq8Stats', 'rwr_exact_solve', 'model_input_size',
            'eval_mode', 'VideoSource', 'FrameResult', 'track', 'TrackResult', 'track_videos', 'WFLWVItem',
-           'wflwv_items', 'VideoEval', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff',
-           'load_model', 'draw_landmarks', 'NpyStreamWriter', 'build_parser', 'main']
+           'wflwv_items', 'VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep',
+           'plot_tradeoff', 'load_model', 'draw_landmarks', 'NpyStreamWriter', 'build_parser', 'main']
 
 # %% ../nbs/12_video.ipynb #b2a74a2c
 class VideoError(ValueError):
@@ -655,6 +655,12 @@ class VideoEval:
         return dict(method=self.method, subset=self.subset, videos=len(self.table), frames=int(self.table['frames'].sum()),
                     nme=self.nme, nmf=self.nmf, fps=self.fps, nfe=self.nfe)
 
+def video_means(t: pd.DataFrame) -> dict:
+    "Means of a per-video table: NME and NMF over videos, frames/s over all frames, f-evaluations per frame (NaN for non-DEQ models)."
+    secs = t['seconds'].sum()
+    return dict(nme=float(t['nme'].mean()), nmf=float(t['nmf'].mean()), fps=float(t['frames'].sum() / secs) if secs > 0 else math.inf,
+                nfe=float(np.sum(t['nfe'].to_numpy() * t['frames'].to_numpy()) / t['frames'].sum()))
+
 def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult], nmf_mode: str, keep: bool) -> VideoEval:
     "Score trajectories against the ground truth."
     rows = []
@@ -665,11 +671,7 @@ def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult]
         rows.append(dict(id=it.id, frames=r.n_frames, nme=video_nme(r.landmarks, gt), nmf=video_nmf(r.landmarks, gt, pair_mean=nmf_mode),
                          fps=r.fps, nfe=float(np.mean(r.nfe)), bootstrapped=int(r.bootstrapped.sum()), seconds=r.seconds))
     t = pd.DataFrame(rows)
-    secs = t['seconds'].sum()
-    return VideoEval(method, subset, t, float(t['nme'].mean()), float(t['nmf'].mean()),
-                     float(t['frames'].sum() / secs) if secs > 0 else math.inf,
-                     float(np.sum(t['nfe'].to_numpy() * t['frames'].to_numpy()) / t['frames'].sum()),   # NaN for non-DEQ models
-                     {it.id: r.landmarks for it, r in zip(items, results)} if keep else None)
+    return VideoEval(method, subset, t, **video_means(t), predictions={it.id: r.landmarks for it, r in zip(items, results)} if keep else None)
 
 def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
     "VideoSources for WFLW-V items: file boxes, or tracking from the first file box."
