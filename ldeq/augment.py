@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from .synth import FLIP_PERMUTATION, OCCLUDER_KINDS, draw_occluder, motion_kernel, sample_occluder
+from .wflw import FLIP_PERMUTATION
+from .synth import OCCLUDER_KINDS, draw_occluder, motion_kernel, sample_occluder
 
 # %% auto #0
 __all__ = ['AugmentConfig', 'flip_landmarks', 'flip_landmarks_normalised', 'random_affine', 'apply_affine', 'colour_jitter',

@@ -19,20 +19,19 @@ import torch
 from torch.utils.data import Dataset
 
 from .preprocess import bbox_to_affine, normalize_image, points_to_crop
+from .wflw import ATTRIBUTES, N_LANDMARKS, SUBSET_STEMS, VIDEO_SUBSETS
 
 # %% auto #0
-__all__ = ['N_POINTS', 'ATTRIBUTE_NAMES', 'SUBSETS', 'PRECROPPED_SPLITS', 'WFLW_IMAGES', 'WFLW_ANNOTATIONS', 'WFLW_FIELDS',
-           'WFLWV_SUBSETS', 'DataFormatError', 'WFLWRecord', 'parse_wflw_line', 'read_wflw_annotations',
-           'format_wflw_record', 'write_wflw_annotations', 'wflw_annotation_file', 'CroppedRecord',
-           'parse_precropped_line', 'read_precropped_list', 'write_precropped_list', 'precropped_list_file',
-           'warp_crop', 'read_video_ids', 'iter_video_frames', 'count_video_frames', 'VideoClip', 'load_clip',
-           'WFLWVideos', 'WFLWVWriter', 'detect_layout', 'WFLWStills', 'CroppedStills', 'open_stills',
-           'LandmarkDataset', 'prepare_precropped', 'draw_landmarks', 'landmark_grid', 'check_dataset']
+__all__ = ['SUBSETS', 'PRECROPPED_SPLITS', 'WFLW_IMAGES', 'WFLW_ANNOTATIONS', 'WFLW_FIELDS', 'DataFormatError', 'WFLWRecord',
+           'parse_wflw_line', 'read_wflw_annotations', 'format_wflw_record', 'write_wflw_annotations',
+           'wflw_annotation_file', 'CroppedRecord', 'parse_precropped_line', 'read_precropped_list',
+           'write_precropped_list', 'precropped_list_file', 'warp_crop', 'read_video_ids', 'iter_video_frames',
+           'count_video_frames', 'VideoClip', 'load_clip', 'WFLWVideos', 'WFLWVWriter', 'detect_layout', 'WFLWStills',
+           'CroppedStills', 'open_stills', 'LandmarkDataset', 'prepare_precropped', 'draw_landmarks', 'landmark_grid',
+           'check_dataset']
 
 # %% ../nbs/07_data.ipynb #4ebd5cd6
-N_POINTS = 98
-ATTRIBUTE_NAMES = ('pose', 'expression', 'illumination', 'makeup', 'occlusion', 'blur')
-SUBSETS = {'largepose': 0, 'expression': 1, 'illumination': 2, 'makeup': 3, 'occlusion': 4, 'blur': 5}
+SUBSETS = {s: k for k, s in enumerate(SUBSET_STEMS)}     # test-subset name (list-file stem) → attribute column
 PRECROPPED_SPLITS = ('train', 'test') + tuple(f'test_{s}' for s in SUBSETS)
 WFLW_IMAGES = 'WFLW_images'
 WFLW_ANNOTATIONS = 'WFLW_annotations/list_98pt_rect_attr_train_test'
@@ -99,7 +98,7 @@ class WFLWRecord:
     attributes: np.ndarray       # (6,) int64 flags: pose, expression, illumination, make-up, occlusion, blur
     image: str                   # path relative to WFLW_images/
 
-WFLW_FIELDS = 2 * N_POINTS + 4 + 6 + 1
+WFLW_FIELDS = 2 * N_LANDMARKS + 4 + 6 + 1
 
 def parse_wflw_line(line: str, path='<string>', lineno: int = 1) -> WFLWRecord:
     "Parse one line of `list_98pt_rect_attr_*.txt` (207 fields)."
@@ -111,10 +110,10 @@ def parse_wflw_line(line: str, path='<string>', lineno: int = 1) -> WFLWRecord:
     flags = _numbers(f[200:206], path, lineno, 200)
     if not np.isin(flags, (0, 1)).all():
         k = int(np.flatnonzero(~np.isin(flags, (0, 1)))[0])
-        raise DataFormatError(f'{_where(path, lineno)}: attribute flag {ATTRIBUTE_NAMES[k]} (field {201 + k}) is {f[200 + k]!r}, not 0 or 1')
+        raise DataFormatError(f'{_where(path, lineno)}: attribute flag {ATTRIBUTES[k]} (field {201 + k}) is {f[200 + k]!r}, not 0 or 1')
     why = _image_path_problem(f[206])
     if why: raise DataFormatError(f'{_where(path, lineno)}: image path {f[206]!r} (field 207) {why}')
-    return WFLWRecord(nums[:196].reshape(N_POINTS, 2), nums[196:200], flags.astype(np.int64), f[206])
+    return WFLWRecord(nums[:196].reshape(N_LANDMARKS, 2), nums[196:200], flags.astype(np.int64), f[206])
 
 def read_wflw_annotations(path) -> list[WFLWRecord]:
     "All faces of an official WFLW annotation file."
@@ -125,7 +124,7 @@ def _fmt(v: float) -> str: return f'{v:.6f}'
 def format_wflw_record(r: WFLWRecord) -> str:
     "One annotation line (no newline) for a record; coordinates with 6 decimals."
     lm, box, att = np.asarray(r.landmarks, float), np.asarray(r.bbox, float), np.asarray(r.attributes)
-    if lm.shape != (N_POINTS, 2) or box.shape != (4,) or att.shape != (6,):
+    if lm.shape != (N_LANDMARKS, 2) or box.shape != (4,) or att.shape != (6,):
         raise ValueError(f'record for {r.image!r}: landmarks {lm.shape}, bbox {box.shape}, attributes {att.shape}; '
                          f'expected (98, 2), (4,), (6,)')
     if not np.isin(att, (0, 1)).all(): raise ValueError(f'record for {r.image!r}: attribute flags must be 0/1, got {att.tolist()}')
@@ -153,11 +152,11 @@ class CroppedRecord:
 def parse_precropped_line(line: str, path='<string>', lineno: int = 1) -> CroppedRecord:
     "Parse one line of a pre-cropped list: image path, then 196 values."
     f = line.split()
-    if len(f) != 1 + 2 * N_POINTS:
+    if len(f) != 1 + 2 * N_LANDMARKS:
         raise DataFormatError(f'{_where(path, lineno)}: expected 197 fields (image path, 196 landmark values), got {len(f)}')
     why = _image_path_problem(f[0])
     if why: raise DataFormatError(f'{_where(path, lineno)}: image path {f[0]!r} (field 1) {why}')
-    return CroppedRecord(f[0], _numbers(f[1:], path, lineno, 1).reshape(N_POINTS, 2))
+    return CroppedRecord(f[0], _numbers(f[1:], path, lineno, 1).reshape(N_LANDMARKS, 2))
 
 def read_precropped_list(path) -> list[CroppedRecord]:
     "All images of a pre-cropped list file."
@@ -168,7 +167,7 @@ def write_precropped_list(path, records: Iterable[CroppedRecord]) -> Path:
     lines = []
     for r in records:
         lm = np.asarray(r.landmarks, float)
-        if lm.shape != (N_POINTS, 2): raise ValueError(f'record {r.image!r}: landmarks {lm.shape}, expected (98, 2)')
+        if lm.shape != (N_LANDMARKS, 2): raise ValueError(f'record {r.image!r}: landmarks {lm.shape}, expected (98, 2)')
         if not np.isfinite(lm).all(): raise ValueError(f'record {r.image!r}: non-finite landmarks')
         why = _image_path_problem(r.image)
         if why: raise ValueError(f'image path {r.image!r} {why}')
@@ -192,11 +191,9 @@ def warp_crop(image: np.ndarray, M, size: int, antialias: bool = True) -> np.nda
     return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 # %% ../nbs/07_data.ipynb #a09f887d
-WFLWV_SUBSETS = ('hard', 'easy', 'full')
-
 def read_video_ids(root, subset: str = 'full') -> list[str]:
     "Video IDs of a WFLW-V root: 'hard', 'easy', or 'full' (hard then easy)."
-    if subset not in WFLWV_SUBSETS: raise ValueError(f'WFLW-V subset must be one of {WFLWV_SUBSETS}, got {subset!r}')
+    if subset not in VIDEO_SUBSETS: raise ValueError(f'WFLW-V subset must be one of {VIDEO_SUBSETS}, got {subset!r}')
     ids = []
     for part in (('hard', 'easy') if subset == 'full' else (subset,)):
         path = Path(root) / f'{part}_video_IDs.txt'
@@ -279,7 +276,7 @@ def load_clip(root, video_id: str, check_count: bool = True) -> VideoClip:
     video = root / 'videos' / f'{video_id}.mp4'
     lm = _load_array(root / 'landmarks' / f'{video_id}.npy', 'landmarks')
     bb = _load_array(root / 'bboxes' / f'{video_id}.npy', 'bboxes')
-    if lm.ndim != 3 or lm.shape[1:] != (N_POINTS, 2):
+    if lm.ndim != 3 or lm.shape[1:] != (N_LANDMARKS, 2):
         raise DataFormatError(f'{root / "landmarks" / video_id}.npy: landmarks have shape {lm.shape}, expected (T, 98, 2)')
     if bb.ndim != 2 or bb.shape[1] < 4:
         raise DataFormatError(f'{root / "bboxes" / video_id}.npy: bboxes have shape {bb.shape}, expected (T, >=4)')
@@ -316,7 +313,7 @@ class WFLWVWriter:
                    rgb: bool = True) -> int:
         "Stream `frames` (uint8, RGB unless `rgb` is False) into `videos/<id>.mp4`; save landmarks and boxes. Returns T."
         lm, bb = np.asarray(landmarks, np.float64), np.asarray(bboxes, np.float64)
-        if lm.ndim != 3 or lm.shape[1:] != (N_POINTS, 2): raise ValueError(f'{video_id}: landmarks {lm.shape}, expected (T, 98, 2)')
+        if lm.ndim != 3 or lm.shape[1:] != (N_LANDMARKS, 2): raise ValueError(f'{video_id}: landmarks {lm.shape}, expected (T, 98, 2)')
         if bb.ndim != 2 or bb.shape[1] < 4 or len(bb) != len(lm):
             raise ValueError(f'{video_id}: bboxes {bb.shape}, expected ({len(lm)}, >=4)')
         for sub in ('videos', 'landmarks', 'bboxes'): (self.root / sub).mkdir(parents=True, exist_ok=True)

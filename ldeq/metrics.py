@@ -10,15 +10,13 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy.integrate import simpson
 
+from .wflw import ATTRIBUTES, OUTER_EYE_CORNERS, PUPILS
+
 # %% auto #0
-__all__ = ['WFLW_OUTER_EYE_CORNERS', 'WFLW_PUPILS', 'Normalisation', 'WFLW_ATTRIBUTES', 'WFLW_SUBSET_FILES', 'as_numpy',
-           'normaliser', 'nme', 'ced', 'failure_rate', 'auc', 'StillMetrics', 'summarise', 'still_report', 'video_nme',
-           'face_scale', 'flicker_per_pair', 'video_nmf', 'VideoMetrics', 'video_report']
+__all__ = ['Normalisation', 'as_numpy', 'normaliser', 'nme', 'ced', 'failure_rate', 'auc', 'StillMetrics', 'summarise',
+           'still_report', 'video_nme', 'face_scale', 'flicker_per_pair', 'video_nmf', 'VideoMetrics', 'video_report']
 
 # %% ../nbs/03_metrics.ipynb #d9e25409
-WFLW_OUTER_EYE_CORNERS = (60, 72)   # inter-ocular normalisation (the WFLW standard, and the official code)
-WFLW_PUPILS = (96, 97)              # inter-pupil normalisation
-
 def as_numpy(a, name: str = 'array') -> np.ndarray:
     "A float64 numpy copy of a numpy array, torch tensor or nested sequence."
     if hasattr(a, 'detach'): a = a.detach().cpu().numpy()
@@ -41,7 +39,7 @@ def _check_landmarks(pred, gt) -> tuple[np.ndarray, np.ndarray]:
 Normalisation = Literal['inter_ocular', 'inter_pupil', 'box']
 
 def normaliser(gt, norm: Normalisation = 'inter_ocular', boxes=None,
-               eyes: tuple[int, int] = WFLW_OUTER_EYE_CORNERS, pupils: tuple[int, int] = WFLW_PUPILS) -> np.ndarray:
+               eyes: tuple[int, int] = OUTER_EYE_CORNERS, pupils: tuple[int, int] = PUPILS) -> np.ndarray:
     "The per-image distance d0 (N,) that divides the landmark errors."
     g = as_numpy(gt, 'gt')
     if g.ndim == 2: g = g[None]
@@ -60,7 +58,7 @@ def normaliser(gt, norm: Normalisation = 'inter_ocular', boxes=None,
     return np.linalg.norm(g[:, a] - g[:, b], axis=-1)
 
 def nme(pred, gt, norm: Normalisation = 'inter_ocular', boxes=None,
-        eyes: tuple[int, int] = WFLW_OUTER_EYE_CORNERS, pupils: tuple[int, int] = WFLW_PUPILS) -> np.ndarray:
+        eyes: tuple[int, int] = OUTER_EYE_CORNERS, pupils: tuple[int, int] = PUPILS) -> np.ndarray:
     "Per-image normalised mean error (N,), eq. 10a (a fraction: multiply by 100 for %)."
     p, g = _check_landmarks(pred, gt)
     d0 = normaliser(g, norm, boxes, eyes, pupils)
@@ -92,10 +90,6 @@ def auc(nmes, x_max: float = 0.1, step: float = 1e-4) -> float:
     return float(simpson(y, x=x) / x_max)
 
 # %% ../nbs/03_metrics.ipynb #e318c45d
-WFLW_ATTRIBUTES = ('pose', 'expression', 'illumination', 'makeup', 'occlusion', 'blur')
-WFLW_SUBSET_FILES = {'pose': 'test_largepose', 'expression': 'test_expression', 'illumination': 'test_illumination',
-                     'makeup': 'test_makeup', 'occlusion': 'test_occlusion', 'blur': 'test_blur'}
-
 @dataclass
 class StillMetrics:
     "NME (mean), FR@X and AUC@X of one set of images (fractions; multiply by 100 for %)."
@@ -110,7 +104,7 @@ def summarise(nmes, x_max: float = 0.1, step: float = 1e-4) -> StillMetrics:
     if e.size == 0: return StillMetrics(0, float('nan'), float('nan'), float('nan'))
     return StillMetrics(int(e.size), float(e.mean()), failure_rate(e, x_max), auc(e, x_max, step))
 
-def still_report(nmes, attributes=None, names: Sequence[str] = WFLW_ATTRIBUTES,
+def still_report(nmes, attributes=None, names: Sequence[str] = ATTRIBUTES,
                  x_max: float = 0.1, step: float = 1e-4) -> dict[str, StillMetrics]:
     "Metrics of the full set ('full') and of each attribute subset (rows of `attributes` (N, K) flagged 1)."
     e = as_numpy(nmes, 'nmes').reshape(-1)
@@ -124,7 +118,7 @@ def still_report(nmes, attributes=None, names: Sequence[str] = WFLW_ATTRIBUTES,
     return out
 
 # %% ../nbs/03_metrics.ipynb #82bb00ab
-def video_nme(pred, gt, eyes: tuple[int, int] = WFLW_OUTER_EYE_CORNERS) -> float:
+def video_nme(pred, gt, eyes: tuple[int, int] = OUTER_EYE_CORNERS) -> float:
     "Video NME (%): 100 × mean over frames of the inter-ocular NME (eq. 10)."
     return float(100 * nme(pred, gt, 'inter_ocular', eyes=eyes).mean())
 
@@ -160,7 +154,7 @@ class VideoMetrics:
     per_video_nme: np.ndarray
     per_video_nmf: np.ndarray
 
-def video_report(preds: Sequence, gts: Sequence, eyes: tuple[int, int] = WFLW_OUTER_EYE_CORNERS,
+def video_report(preds: Sequence, gts: Sequence, eyes: tuple[int, int] = OUTER_EYE_CORNERS,
                  **nmf_kwargs) -> VideoMetrics:
     "NME and NMF of each video (lists of (N_i, L, 2) arrays in frame pixels) and their plain means."
     if len(preds) != len(gts): raise ValueError(f'{len(preds)} predicted videos but {len(gts)} ground truths')

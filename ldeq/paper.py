@@ -22,13 +22,14 @@ import ldeq
 from .model import LDEQ
 from .baselines import UNet, StackedHourglass, n_parameters
 from .train import FirstN, predict
-from .metrics import nme, ced, failure_rate, auc, flicker_per_pair, WFLW_ATTRIBUTES
+from .metrics import nme, ced, failure_rate, auc, flicker_per_pair
+from .wflw import ATTRIBUTES, VIDEO_SUBSETS
 from .data import open_stills, detect_layout
 from .filters import EMA, select_setting, paper_grids
 from .video import evaluate_methods, load_model, model_input_size, video_means, RwR, RwRExact, method_label
 
 # %% auto #0
-__all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'TABLE3_SUBSETS', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
+__all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
            'demo_checkpoints', 'PaperConfig', 'kind_of_model', 'load_named_model', 'Setup', 'resolve_checkpoints',
            'prepare', 'describe', 'stills_nmes', 'table1', 'table2', 'subset_counts', 'video_methods', 'video_results',
            'best_ema', 'table3', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory',
@@ -39,7 +40,6 @@ MODELS: dict[str, tuple[str, type]] = {'ldeq': ('LDEQ', LDEQ), 'stacked_hourglas
                                        'unet': ('UNet', UNet)}
 CHECKPOINT_KEYS = tuple(MODELS) + ('ldeq_video',)
 DEMO_FILES = {'ldeq': 'demo_ldeq.pt', 'stacked_hourglass': 'demo_shg.pt', 'unet': 'demo_unet.pt'}
-TABLE3_SUBSETS = ('hard', 'easy', 'full')
 DATASETS = ('synthetic', 'wflw')
 
 class ParamError(ValueError):
@@ -78,7 +78,7 @@ class PaperConfig:
 
     def validate(self) -> None:
         "Raise ParamError naming the first bad parameter."
-        if self.subset not in TABLE3_SUBSETS: raise _param('subset', self.subset, f'choose from {TABLE3_SUBSETS}')
+        if self.subset not in VIDEO_SUBSETS: raise _param('subset', self.subset, f'choose from {VIDEO_SUBSETS}')
         if self.dataset not in DATASETS: raise _param('dataset', self.dataset, f'choose from {DATASETS}')
         for name in ('data_root', 'video_root'):
             v = getattr(self, name)
@@ -208,9 +208,9 @@ def stills_nmes(model: nn.Module, root, batch_size: int = 32, device='cpu', limi
         full = open_stills(root, 'test', size=size)
         e = _predict_nmes(model, _first(full, limit), batch_size, device, progress, desc)
         a = full.attributes[:len(e)]
-        return {'full': e, **{n: e[a[:, k] == 1] for k, n in enumerate(WFLW_ATTRIBUTES)}}
+        return {'full': e, **{n: e[a[:, k] == 1] for k, n in enumerate(ATTRIBUTES)}}
     out = {'full': _predict_nmes(model, _first(open_stills(root, 'test', size=size), limit), batch_size, device, progress, desc)}
-    for n in WFLW_ATTRIBUTES:
+    for n in ATTRIBUTES:
         out[n] = _predict_nmes(model, _first(open_stills(root, 'test', n, size=size), limit), batch_size, device, progress, f'{desc} {n}')
     return out
 
@@ -259,7 +259,7 @@ def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema:
                   alpha: float | None = 1.0, exact_iters: int = 5, batch_size: int = 4, limit: int | None = None,
                   progress: bool = True) -> pd.DataFrame:
     "Long table (model, method, subset, videos, frames, nme, nmf, fps, nfe) of every model and method on a WFLW-V subset."
-    if subset not in TABLE3_SUBSETS: raise _param('subset', subset, f'choose from {TABLE3_SUBSETS}')
+    if subset not in VIDEO_SUBSETS: raise _param('subset', subset, f'choose from {VIDEO_SUBSETS}')
     parts = ('hard', 'easy') if subset == 'full' else (subset,)
     rows = []
     for kind, model in models.items():

@@ -20,33 +20,23 @@ from tqdm.auto import tqdm
 from .data import (WFLWRecord, WFLWVWriter, write_wflw_annotations, wflw_annotation_file, WFLW_IMAGES)
 
 # %% auto #0
-__all__ = ['N_LANDMARKS', 'LANDMARK_GROUPS', 'FLIP_PERMUTATION', 'ATTRIBUTES', 'OCCLUDER_KINDS', 'SKIN_TONES', 'HAIR_COLORS',
-           'IRIS_COLORS', 'LIPSTICKS', 'POSE_LIMITS', 'ATTRIBUTE_PROBS', 'OCCLUDER_TARGETS', 'SPLIT_CODES',
-           'HARD_FACTORS', 'SYNTHETIC_VERSION', 'MARKER', 'smoothstep', 'catmull_rom', 'resample_arclength', 'Identity',
-           'Expression', 'FaceShape', 'rotation_matrix', 'Camera', 'Pose', 'project_landmarks', 'place_camera',
-           'grid_triangles', 'grid_normals', 'rasterize', 'TexMap', 'ellipse_pts', 'paint', 'noise_field', 'hairline_y',
-           'hair_thickness', 'identity_rng', 'paint_head_texture', 'flat_texture', 'hair_texture', 'head_mesh',
-           'neck_mesh', 'torso_mesh', 'long_hair_mesh', 'ear_mesh', 'ear_texture', 'Light', 'HeadRender', 'tex_sample',
-           'render_head', 'random_colour', 'render_background', 'Occluder', 'draw_occluder', 'draw_glasses',
-           'motion_kernel', 'Scene', 'Rendered', 'render_scene', 'sample_identity', 'pose_is_large',
-           'expression_is_strong', 'sample_pose', 'sample_expression', 'sample_light', 'sample_occluder',
-           'sample_scene', 'scene_attributes', 'StillsConfig', 'render_still', 'generate_stills', 'smooth_track',
-           'blink_track', 'landmarks_of', 'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'VideosConfig',
-           'video_ids', 'make_clip_spec', 'generate_videos', 'SyntheticConfig', 'SyntheticPaths',
-           'default_synthetic_root', 'ensure_synthetic']
+__all__ = ['OCCLUDER_KINDS', 'SKIN_TONES', 'HAIR_COLORS', 'IRIS_COLORS', 'LIPSTICKS', 'POSE_LIMITS', 'ATTRIBUTE_PROBS',
+           'OCCLUDER_TARGETS', 'SPLIT_CODES', 'HARD_FACTORS', 'SYNTHETIC_VERSION', 'MARKER', 'smoothstep',
+           'catmull_rom', 'resample_arclength', 'Identity', 'Expression', 'FaceShape', 'rotation_matrix', 'Camera',
+           'Pose', 'project_landmarks', 'place_camera', 'grid_triangles', 'grid_normals', 'rasterize', 'TexMap',
+           'ellipse_pts', 'paint', 'noise_field', 'hairline_y', 'hair_thickness', 'identity_rng', 'paint_head_texture',
+           'flat_texture', 'hair_texture', 'head_mesh', 'neck_mesh', 'torso_mesh', 'long_hair_mesh', 'ear_mesh',
+           'ear_texture', 'Light', 'HeadRender', 'tex_sample', 'render_head', 'random_colour', 'render_background',
+           'Occluder', 'draw_occluder', 'draw_glasses', 'motion_kernel', 'Scene', 'Rendered', 'render_scene',
+           'sample_identity', 'pose_is_large', 'expression_is_strong', 'sample_pose', 'sample_expression',
+           'sample_light', 'sample_occluder', 'sample_scene', 'scene_attributes', 'StillsConfig', 'render_still',
+           'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage', 'ClipSpec',
+           'sample_clip', 'render_clip', 'VideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos',
+           'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic']
 
 # %% ../nbs/06_synth.ipynb #be85ad4b
-N_LANDMARKS = 98
-LANDMARK_GROUPS = {
-    'contour': tuple(range(0, 33)), 'left_brow': tuple(range(33, 42)), 'right_brow': tuple(range(42, 51)),
-    'nose': tuple(range(51, 60)), 'left_eye': tuple(range(60, 68)), 'right_eye': tuple(range(68, 76)),
-    'outer_lips': tuple(range(76, 88)), 'inner_lips': tuple(range(88, 96)), 'pupils': (96, 97)}
-FLIP_PERMUTATION = np.array([
-    32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
-    4, 3, 2, 1, 0, 46, 45, 44, 43, 42, 50, 49, 48, 47, 37, 36, 35, 34, 33, 41, 40, 39, 38, 51, 52, 53, 54, 59,
-    58, 57, 56, 55, 72, 71, 70, 69, 68, 75, 74, 73, 64, 63, 62, 61, 60, 67, 66, 65, 82, 81, 80, 79, 78, 77,
-    76, 87, 86, 85, 84, 83, 92, 91, 90, 89, 88, 95, 94, 93, 97, 96])
-ATTRIBUTES = ('pose', 'expression', 'illumination', 'makeup', 'occlusion', 'blur')
+# the WFLW scheme the generator draws: `ldeq.wflw` (98 points, their groups, the flip permutation, the attributes)
+from .wflw import ATTRIBUTES, FLIP_PERMUTATION, LANDMARK_GROUPS, N_LANDMARKS
 
 # %% ../nbs/06_synth.ipynb #7c783a8c
 def smoothstep(e0, e1, x):
