@@ -325,7 +325,7 @@ def data_report(r: dict) -> str:
 def inference_part(ctx: Ctx) -> dict:
     "Images/s of an inference forward with exactly `infer_iters` solver iterations, per batch and precision."
     from run_all import count_f_evals
-    from ldeq.train import _autocast
+    from ldeq.train import autocast
     p, dev = ctx.plan, ctx.device
     cfg = LDEQConfig.preset(p.preset)
     torch.manual_seed(0)
@@ -337,7 +337,7 @@ def inference_part(ctx: Ctx) -> dict:
     for precision in PRECISIONS:
         for b in p.infer_batches:
             reset_peak(dev)
-            with _autocast(dev, precision): ms = time_forward(model, b, p.infer_iters, repeats=p.repeats, warmup=1)
+            with autocast(dev, precision): ms = time_forward(model, b, p.infer_iters, repeats=p.repeats, warmup=1)
             res['rows'].append(dict(precision=precision, batch=b, ms_per_image=ms, images_per_s=1000 / ms,
                                     tflops=gflop * 1000 / ms / 1e3, peak_mib=peak_mib(dev)))
             ctx.save(res)

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['RECIPES', 'DEMO_PROTOCOL', 'LOG_COLUMNS', 'RESUMABLE_CHANGES', 'TrainConfig', 'make_parser', 'parse_args',
            'run_model_config', 'lr_factor', 'SeededStills', 'EpochSampler', 'stills_root', 'make_sources',
-           'make_augment', 'landmark_loss', 'train_step', 'predict', 'evaluate', 'DistInfo', 'init_distributed',
-           'write_log_csv', 'read_log_csv', 'plot_curves', 'TrainResult', 'train', 'FirstN', 'main']
+           'make_augment', 'landmark_loss', 'autocast', 'train_step', 'predict', 'evaluate', 'DistInfo',
+           'init_distributed', 'write_log_csv', 'read_log_csv', 'plot_curves', 'TrainResult', 'train', 'FirstN', 'main']
 
 # %% ../nbs/11_train.ipynb #71f669a3
 import argparse
@@ -275,7 +275,7 @@ def landmark_loss(out, target: torch.Tensor) -> torch.Tensor:
     "Eq. 4: MSE(Φ(z*), p), summed over every supervised output (intermediate supervision)."
     return sum(F.mse_loss(lm.float(), target.float()) for lm in supervised_landmarks(out))
 
-def _autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str):
     "The autocast context of a precision on a device (fp32: none; bf16: CUDA or CPU; fp16: CUDA only)."
     if precision == 'fp32': return contextlib.nullcontext()
     if precision == 'fp16' and device.type != 'cuda':
@@ -288,7 +288,7 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, optimize
     "One optimiser step on a batch (`max_iters`: LDEQ forward cap for this step): returns (loss value, per-sample solver steps or None)."
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    with _autocast(x.device, precision):
+    with autocast(x.device, precision):
         out = model(x) if max_iters is None else model(x, max_iters=max_iters)
     loss = landmark_loss(out, target)
     if scaler is not None: scaler.scale(loss).backward()
@@ -315,7 +315,7 @@ def predict(model: nn.Module, source, batch_size: int = 32, device: torch.device
     preds, gts, steps = [], [], []
     try:
         for x, y, _ in tqdm(dl, desc=desc, disable=not progress, leave=False):
-            with _autocast(device, precision): out = model(x.to(device))
+            with autocast(device, precision): out = model(x.to(device))
             preds.append(out.landmarks.float().cpu().numpy()); gts.append(y.numpy())
             st = getattr(out, 'stats', None)
             steps.append(np.full(len(x), np.nan) if st is None else st.steps.cpu().numpy().astype(float))
@@ -447,7 +447,7 @@ def train(cfg: TrainConfig, sources=None, augment_fn: Callable | None = None) ->
 def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult:
     if cfg.threads is not None: torch.set_num_threads(cfg.threads)
     dev, main = info.device, info.is_main
-    _autocast(dev, cfg.precision)                                   # clear error for fp16 on CPU, before any work
+    autocast(dev, cfg.precision)                                   # clear error for fp16 on CPU, before any work
     out_dir = Path(cfg.out_dir)
     last, best = out_dir / 'last.pt', out_dir / 'best.pt'
     if not cfg.resume and last.exists():
