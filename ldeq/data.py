@@ -486,7 +486,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def prepare_precropped(wflw_root, out, size: int = 256, scale: float = 1.2, ext: str = 'png', progress: bool = True) -> dict:
     "Write the pre-cropped layout of an official WFLW root under `out`; returns the number of images per list."
-    from tqdm.auto import tqdm
+    from ldeq.progress import tqdm_bar
     if ext not in ('png', 'jpg'): raise ValueError(f"ext must be 'png' or 'jpg', got {ext!r}")
     out = Path(out)
     counts = {}
@@ -494,7 +494,7 @@ def prepare_precropped(wflw_root, out, size: int = 256, scale: float = 1.2, ext:
         src = WFLWStills(wflw_root, split, size=size, scale=scale)
         (out / split).mkdir(parents=True, exist_ok=True)
         recs = []
-        for i in tqdm(range(len(src)), desc=f'crop {split}', disable=not progress):
+        for i in tqdm_bar(range(len(src)), desc=f'crop {split}', disable=not progress):
             crop, lm = src[i]
             name = f'{i:05d}_{Path(src.records[i].image).stem}.{ext}'
             if not cv2.imwrite(str(out / split / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
@@ -536,7 +536,7 @@ def _ranges(lms: np.ndarray) -> dict:
 
 def check_dataset(root, n_grid: int = 16, decode: bool = False, progress: bool = True, seed: int = 0) -> tuple[dict, np.ndarray]:
     "Validate a WFLW, pre-cropped or WFLW-V root; returns (report dict, grid image of random samples with landmarks)."
-    from tqdm.auto import tqdm
+    from ldeq.progress import tqdm_bar
     root = Path(root)
     layout = detect_layout(root)
     rng = np.random.default_rng(seed)
@@ -566,7 +566,7 @@ def check_dataset(root, n_grid: int = 16, decode: bool = False, progress: bool =
             try: ids = read_video_ids(root, subset)
             except FileNotFoundError: continue
             frames = []
-            for vid in tqdm(ids, desc=f'check {subset} videos', disable=not progress):
+            for vid in tqdm_bar(ids, desc=f'check {subset} videos', disable=not progress):
                 clip = load_clip(root, vid)
                 if decode: sum(1 for _ in clip.frames(rgb=False))
                 frames.append(clip.n_frames)

@@ -10,7 +10,7 @@ from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from .progress import tqdm_bar
 
 # %% auto #0
 __all__ = ['EMA_PAPER_WEIGHTS', 'EMA_PAPER_CHOICE', 'as_trajectory', 'TrajFilter', 'Identity', 'EMA', 'sg_weights',
@@ -271,7 +271,7 @@ def grid_search(filters: Sequence[TrajFilter], score: Callable[[TrajFilter], tup
     for f in cands:
         if not isinstance(f, TrajFilter): raise TypeError(f'grid_search: {f!r} is not a TrajFilter')
     rows = []
-    for f in tqdm(cands, desc='filter grid', disable=not progress):
+    for f in tqdm_bar(cands, desc='filter grid', disable=not progress):
         s = score(f)
         if len(s) != 2: raise ValueError(f'grid_search: score({f.label}) must return (nme, nmf), got {s!r}')
         nme, nmf = _real(f'score({f.label})', 'nme', s[0]), _real(f'score({f.label})', 'nmf', s[1])

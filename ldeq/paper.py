@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 import ldeq
 from .model import LDEQ
@@ -27,6 +26,7 @@ from .wflw import ATTRIBUTES, VIDEO_SUBSETS
 from .data import open_stills, detect_layout
 from .filters import EMA, select_setting, paper_grids
 from .video import evaluate_methods, load_model, model_input_size, video_means, RwR, RwRExact, method_label
+from .progress import stage
 
 # %% auto #0
 __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
@@ -167,7 +167,10 @@ def prepare(cfg: PaperConfig, stills: bool = True, videos: bool = True) -> Setup
     if cfg.dataset == 'synthetic' and ((stills and stills_root is None) or (videos and video_root is None)):
         from ldeq.synth import ensure_synthetic
         parts = [p for p, need, have in (('stills', stills, stills_root), ('videos', videos, video_root)) if need and have is None]
+        t = time.perf_counter()
+        if cfg.progress: stage(f"synthetic benchmark: {' and '.join(parts)} (generated once into the cache; minutes on a first run)")
         syn = ensure_synthetic(parts=parts, progress=cfg.progress)
+        if cfg.progress: stage(f'synthetic benchmark ready ({time.perf_counter() - t:.0f} s)')
         stills_root, video_root = stills_root or (syn.wflw if stills else None), video_root or (syn.wflw_v if videos else None)
     if stills:
         layout = detect_layout(stills_root)
@@ -197,6 +200,7 @@ def _first(source, n: int | None):
     return source if n is None else FirstN(source, min(n, len(source)))
 
 def _predict_nmes(model: nn.Module, source, batch_size: int, device, progress: bool, desc: str) -> np.ndarray:
+    if progress: stage(f'{desc}: {len(source)} test stills')
     pred, gt, _ = predict(model, source, batch_size=batch_size, device=device, progress=progress, desc=desc)
     return nme(pred, gt)
 
@@ -266,7 +270,7 @@ def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema:
         methods = video_methods(kind, ema, rwr_k, alpha, exact_iters)
         evals = {}
         for s in parts:
-            if progress: print(f'{_label(kind)} on the {s} videos: {len(methods)} methods')
+            if progress: stage(f'{_label(kind)} on the {s} videos: {len(methods)} methods')
             _, evals[s] = evaluate_methods(model, root, s, methods, batch_size=batch_size, limit=limit, progress=progress)
         for m in methods:
             lab = method_label(m)

@@ -15,9 +15,9 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from .data import (WFLWRecord, WFLWVWriter, write_wflw_annotations, wflw_annotation_file, WFLW_IMAGES)
+from .progress import tqdm_bar
 
 # %% auto #0
 __all__ = ['OCCLUDER_KINDS', 'SKIN_TONES', 'HAIR_COLORS', 'IRIS_COLORS', 'LIPSTICKS', 'POSE_LIMITS', 'ATTRIBUTE_PROBS',
@@ -1275,7 +1275,7 @@ def _still_job(args) -> WFLWRecord:
 
 def _pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
     "Map `fn` over `jobs` in order, in `workers` processes (fork where available) or inline for workers <= 1."
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
+    bar = tqdm_bar(total=len(jobs), desc=desc, disable=not progress)
     out = []
     if workers <= 1:
         for j in jobs: out.append(fn(j)); bar.update()

@@ -37,6 +37,7 @@ from .baselines import (build_model, model_config, supervised_landmarks, n_param
 from .checkpoint import save_checkpoint, load_checkpoint, CheckpointError
 from .metrics import nme as nme_per_image, failure_rate, auc
 from .preprocess import normalize_image
+from .progress import tqdm_bar
 
 # %% ../nbs/11_train.ipynb #bc88ea4e
 def _f(default, help: str, **kw):
@@ -314,7 +315,7 @@ def predict(model: nn.Module, source, batch_size: int = 32, device: torch.device
     dl = DataLoader(ds, batch_size=batch_size, sampler=[(0, i) for i in range(len(ds))], num_workers=num_workers)
     preds, gts, steps = [], [], []
     try:
-        for x, y, _ in tqdm(dl, desc=desc, disable=not progress, leave=False):
+        for x, y, _ in tqdm_bar(dl, desc=desc, disable=not progress, leave=False):
             with autocast(device, precision): out = model(x.to(device))
             preds.append(out.landmarks.float().cpu().numpy()); gts.append(y.numpy())
             st = getattr(out, 'stats', None)
@@ -507,7 +508,7 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
     for epoch in range(st['epoch'], cfg.epochs):
         sampler.set_epoch(epoch, skip=st['step_in_epoch'] * per_rank)
         t_epoch = time.perf_counter() - st['accum']['seconds']
-        bar = tqdm(loader, total=steps_per_epoch, initial=st['step_in_epoch'], desc=f'epoch {epoch + 1}/{cfg.epochs}',
+        bar = tqdm_bar(loader, total=steps_per_epoch, initial=st['step_in_epoch'], desc=f'epoch {epoch + 1}/{cfg.epochs}',
                    disable=not (cfg.progress and main), leave=False)
         for x, y, _ in bar:
             loss, steps = train_step(net, x.to(dev, non_blocking=True, memory_format=mf), y.to(dev, non_blocking=True), optimizer,
