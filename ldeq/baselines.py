@@ -318,7 +318,7 @@ def _memory_row(spec: dict) -> dict:
                 cuda_peak_mib=None if m.cuda_peak_bytes is None else m.cuda_peak_bytes / 2 ** 20, seconds=m.seconds)
 
 def fig1_memory_table(preset: str = 'small', batch_size: int = 4, ldeq_iters: Sequence[int] = (5, 20),
-                      shg_stacks: Sequence[int] = (2, 8), backwards: Sequence[str] = ('implicit', 'unrolled'),
+                      shg_stacks: Sequence[int] = (2, 8), backwards: Sequence[str] = ('implicit', 'jfb', 'unrolled'),
                       seed: int = 0, device: str | None = None, isolate: bool = False) -> list[dict]:
     "Rows (model, setting, params, saved MiB, peak RSS MiB, CUDA peak MiB, seconds) of one training step's memory."
     import json, subprocess, sys

@@ -345,7 +345,7 @@ def plot_fig1(rows: Sequence[dict], ax=None, value: str = 'saved_mib'):
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.6))
     by: dict[str, list] = {}
     for r in rows: by.setdefault(r['model'], []).append((int(str(r['setting']).split()[0]), r[value]))
-    styles = {'LDEQ (implicit)': ('o-', 'C0'), 'LDEQ (unrolled)': ('s--', 'C1'), 'Stacked-Hourglass': ('^-', 'C3')}
+    styles = {'LDEQ (implicit)': ('o-', 'C0'), 'LDEQ (jfb)': ('D:', 'C2'), 'LDEQ (unrolled)': ('s--', 'C1'), 'Stacked-Hourglass': ('^-', 'C3')}
     for name, pts in by.items():
         pts.sort()
         st, c = styles.get(name, ('o-', None))
