@@ -19,6 +19,7 @@ import torch.nn as nn
 
 import ldeq
 from .model import LDEQ, LDEQConfig, config_from_dict, config_to_dict
+from .solvers import OFFICIAL_PRELOOP
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MODEL_KINDS', 'CheckpointError', 'UnsafeCheckpointError',
@@ -114,13 +115,15 @@ def config_from_official_args(args: argparse.Namespace | dict) -> LDEQConfig:
     if a['solver'] not in ('anderson', 'fpi', 'broyden'): bad.append(f"solver={a['solver']!r}")
     if a['stop_mode'] not in ('rel', 'abs'): bad.append(f"stop_mode={a['stop_mode']!r}")
     if not a['cell_softargmax_beta'] > 0: bad.append(f"cell_softargmax_beta={a['cell_softargmax_beta']!r} (must be > 0)")
+    sem = a.get('ldeq_semantics', 'official')     # a published file: the published loops; one ldeq wrote: its own
+    if sem not in ('ldeq', 'official'): bad.append(f'ldeq_semantics={sem!r}')
     if bad: raise CheckpointError('official args select what ldeq does not implement: ' + '; '.join(bad))
     tol = a['rel_diff_target'] if a['stop_mode'] == 'rel' else a['abs_diff_target']
     base = LDEQConfig().deq
-    fwd = dataclasses.replace(base.fwd, method=a['solver'], max_iters=official_to_evals(a['solver'], int(a['max_iters'])),
+    fwd = dataclasses.replace(base.fwd, method=a['solver'], max_iters=_solver_evals(a['solver'], int(a['max_iters']), sem),
                               tol=float(tol), stop_mode=a['stop_mode'], m=int(a.get('anderson_m', base.fwd.m)),
                               lam=float(a.get('anderson_lam', base.fwd.lam)), lam_mode='absolute',
-                              beta=float(a.get('anderson_beta', base.fwd.beta)))
+                              beta=float(a.get('anderson_beta', base.fwd.beta)), semantics=sem)
     deq = dataclasses.replace(base, fwd=fwd, backward='jfb' if a.get('JFB') else base.backward)
     hs = int(a['heatmap_size'])
     try:
@@ -134,15 +137,24 @@ def config_from_official_args(args: argparse.Namespace | dict) -> LDEQConfig:
     except ValueError as e: raise CheckpointError(f'official args give an invalid configuration: {e}') from None
 
 # %% ../nbs/04_checkpoint.ipynb #510f469e
-def official_to_evals(solver: str, max_iters: int) -> int:
-    "Evaluations of f that the official solver `solver` makes with `max_iters` (without the extra step)."
-    return max_iters + 2 if solver == 'anderson' else max_iters
+def official_to_evals(solver: str, max_iters: int, extra_step: bool = True) -> int:
+    "Evaluations of f per forward that the published code makes with `max_iters` (its solver's, then the extra step)."
+    if max_iters < 1: raise CheckpointError(f'official max_iters must be >= 1 (the published {solver} needs one loop step), got {max_iters}')
+    return OFFICIAL_PRELOOP[solver] + max_iters + int(extra_step)
 
-def evals_to_official(solver: str, evals: int) -> int:
-    "The official `max_iters` giving `evals` evaluations of f with `solver`."
-    n = evals - 2 if solver == 'anderson' else evals
-    if n < (1 if solver == 'anderson' else 0): raise CheckpointError(f'{evals} evaluations cannot be expressed as an official {solver} max_iters (Anderson needs >= 3)')
+def evals_to_official(solver: str, evals: int, extra_step: bool = True) -> int:
+    "The official `max_iters` whose forward makes `evals` evaluations of f with `solver` (inverse of `official_to_evals`)."
+    n = evals - OFFICIAL_PRELOOP[solver] - int(extra_step)
+    if n < 1: raise CheckpointError(f'{evals} evaluations cannot be expressed as an official {solver} max_iters (it needs >= {evals - n + 1})')
     return n
+
+def _solver_evals(solver: str, max_iters: int, semantics: str) -> int:
+    "`SolverConfig.max_iters` for the official `max_iters`: the published solver's evaluations (fpi: one more for 'ldeq')."
+    return official_to_evals(solver, max_iters, extra_step=False) + int(solver == 'fpi' and semantics == 'ldeq')
+
+def _official_max_iters(solver: str, evals: int, semantics: str) -> int:
+    "The official `max_iters` of `SolverConfig(method=solver, max_iters=evals, semantics=semantics)` (inverse of `_solver_evals`)."
+    return evals_to_official(solver, evals - int(solver == 'fpi' and semantics == 'ldeq'), extra_step=False)
 
 # %% ../nbs/04_checkpoint.ipynb #6e1779a2
 def official_args(cfg: LDEQConfig) -> argparse.Namespace:
@@ -152,7 +164,7 @@ def official_args(cfg: LDEQConfig) -> argparse.Namespace:
            (('depth', 4), ('cell_norm', 'gn'), ('stem_norm', 'bn'), ('in_channels', 3)) if getattr(cfg, k) != v]
     if f.lam_mode != 'absolute': bad.append(f"deq.fwd.lam_mode={f.lam_mode!r} (official: 'absolute')")
     if bad: raise CheckpointError('the official format cannot express ' + '; '.join(bad))
-    n = evals_to_official(f.method, f.max_iters)
+    n = _official_max_iters(f.method, f.max_iters, f.semantics)
     return argparse.Namespace(
         landmark_model_name='LDEQ', cell_name='Cell0', model_mode='implicit', explicit_depth=1,
         injection_width=cfg.injection_width, cell_base_width=cfg.base_width, cell_width_increment=cfg.width_increment,
@@ -163,7 +175,8 @@ def official_args(cfg: LDEQConfig) -> argparse.Namespace:
         solver=f.method, max_iters=n, fpi_max_iters=n, anderson_max_iters=n,
         stochastic_max_iters=False, anderson_m=f.m, anderson_lam=f.lam, anderson_beta=f.beta, stop_mode=f.stop_mode,
         abs_diff_target=f.tol, rel_diff_target=f.tol, verbose_solver=False,
-        take_one_less_inference_step=not cfg.extra_step, JFB=cfg.deq.backward == 'jfb', z0_mode='zeros')
+        take_one_less_inference_step=not cfg.extra_step, JFB=cfg.deq.backward == 'jfb', z0_mode='zeros',
+        ldeq_semantics=f.semantics)
 
 def save_official(model: LDEQ, path) -> Path:
     "Write `{'args': Namespace, 'state_dict': …}` as the published checkpoints (atomically)."

@@ -221,7 +221,8 @@ def _from_plain(tp, v, where: str):
         if not isinstance(v, dict): raise ValueError(f'{where}: expected a dict for {tp.__name__}, got {type(v).__name__}')
         hints = _field_types(tp)
         names = {f.name for f in fields(tp) if f.init}
-        unknown, missing = sorted(set(v) - names), sorted(names - set(v))
+        optional = {f.name for f in fields(tp) if f.metadata.get('optional')}     # added later: absent means the default
+        unknown, missing = sorted(set(v) - names), sorted(names - set(v) - optional)
         if unknown: raise ValueError(f'{where}: unknown fields {unknown} for {tp.__name__}')
         if missing: raise ValueError(f'{where}: missing fields {missing} for {tp.__name__}')
         return tp(**{k: _from_plain(hints[k], x, f'{where}.{k}') for k, x in v.items()})

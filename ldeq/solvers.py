@@ -5,17 +5,20 @@
 # %% ../nbs/00_solvers.ipynb #868261a0
 from __future__ import annotations
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['METHODS', 'SolverConfig', 'SolverStats', 'fixed_point_iter', 'anderson', 'broyden', 'solve_fz', 'solve']
+__all__ = ['METHODS', 'SEMANTICS', 'OFFICIAL_PRELOOP', 'SolverConfig', 'SolverStats', 'fixed_point_iter', 'anderson', 'broyden',
+           'solve_fz', 'solve']
 
 # %% ../nbs/00_solvers.ipynb #2aae2833
 METHODS = ('fpi', 'anderson', 'broyden')
+SEMANTICS = ('ldeq', 'official')
+OFFICIAL_PRELOOP = {'fpi': 0, 'anderson': 2, 'broyden': 1}   # evaluations of f the published solvers make before their loop
 
 @dataclass
 class SolverConfig:
@@ -30,6 +33,7 @@ class SolverConfig:
     beta: float = 1.0             # Anderson mixing; damping of fpi
     eps: float = 1e-9             # guard in the relative residual's denominator
     diverge_ratio: float = 1e4    # residual > ratio * max(best, eps) counts as diverging (inf disables)
+    semantics: str = field(default='ldeq', metadata={'optional': True})   # 'ldeq' | 'official': the published loops (below)
 
     def __post_init__(self):
         def bad(name, why): raise ValueError(f'SolverConfig.{name}={getattr(self, name)!r}: {why}')
@@ -50,6 +54,9 @@ class SolverConfig:
         if not (0 < self.beta <= 2): bad('beta', 'must be in (0, 2]')
         if not (0 < self.eps < math.inf): bad('eps', 'must be finite and > 0')
         if not (self.diverge_ratio > 1): bad('diverge_ratio', 'must be > 1 (math.inf disables the check)')
+        if self.semantics not in SEMANTICS: bad('semantics', f'must be one of {SEMANTICS}')
+        if self.semantics == 'official' and self.max_iters <= OFFICIAL_PRELOOP[self.method]:
+            bad('max_iters', f"must be >= {OFFICIAL_PRELOOP[self.method] + 1} with semantics='official' (published max_iters >= 1)")
 
 # %% ../nbs/00_solvers.ipynb #b80f18b5
 @dataclass
@@ -92,12 +99,15 @@ class _Tracker:
         self.failed = torch.zeros(B, dtype=torch.bool, device=dev)
         self.trace = torch.empty((B, cfg.max_iters), dtype=self.rdt, device=dev)
         self.all_active, self.k = True, 0
+        self.official, self.means, self.best_mean = cfg.semantics == 'official', [], None   # see `_official_update`
+        self.skip = OFFICIAL_PRELOOP[cfg.method] if self.official else 0
 
     def update(self, X: Tensor, F: Tensor, G: Tensor) -> bool:
         "Record the measurement of iterates X with images F = f(X), G = F - X; return whether any sample goes on."
         cfg, k, act = self.cfg, self.k, self.active
         dt = None if G.dtype == self.rdt else self.rdt
         r = torch.linalg.vector_norm(G, dim=1, dtype=dt)
+        if self.official: return _official_update(self, X, F, r)
         if self.rel: r = r.div_(torch.linalg.vector_norm(F, dim=1, dtype=dt).add_(cfg.eps))
         self.trace[:, k] = r
         self.k = k + 1
@@ -171,7 +181,7 @@ def _fpi(f, z0: Tensor, cfg: SolverConfig):
     for k in range(0 if _nothing_to_do(z0, cfg) else cfg.max_iters):
         F = fl(X)
         if not tr.update(X, F, F - X) or k == cfg.max_iters - 1: break
-        X = tr.freeze(F if cfg.beta == 1 else torch.add(X, F - X, alpha=cfg.beta))
+        X = tr.freeze(F if cfg.beta == 1 or tr.official else torch.add(X, F - X, alpha=cfg.beta))
     return tr.result(z0.shape)
 
 def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
@@ -190,7 +200,8 @@ def _sym_matrix(d: int, eigs: Tensor, seed: int = 0, dtype=torch.float64) -> Ten
 def _anderson_weights(gram: Tensor, cfg: SolverConfig, j: int, active: Tensor | None) -> Tensor:
     "Mixing weights α (B, n), Σα = 1, from the float64 Gram matrix (B, n, n) of the stored residuals."
     B, n, _ = gram.shape
-    if cfg.lam_mode == 'relative':
+    rel = cfg.lam_mode == 'relative' and cfg.semantics == 'ldeq'        # the published λ is absolute
+    if rel:
         s = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-300).sqrt()      # ‖G_i‖
         H = gram / (s[:, :, None] * s[:, None, :])                      # Ĝ (unit diagonal)
         rhs = s.reciprocal()
@@ -201,7 +212,7 @@ def _anderson_weights(gram: Tensor, cfg: SolverConfig, j: int, active: Tensor | 
         eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
         H, rhs = torch.where(active[:, None, None], H, eye), torch.where(active[:, None], rhs, 1.0)
     a = torch.linalg.solve_ex(H, rhs[:, :, None])[0][:, :, 0]
-    if cfg.lam_mode == 'relative': a = a.mul_(rhs)
+    if rel: a = a.mul_(rhs)
     alpha = a.div_(a.sum(1, keepdim=True))
     if not math.isfinite(float(alpha.sum())):  # degenerate history: fall back to the newest image (a fixed-point step)
         ok = torch.isfinite(alpha).all(1, keepdim=True)
@@ -227,7 +238,7 @@ def _anderson(f, z0: Tensor, cfg: SolverConfig):
         gram[:, j, :n] = dots
         gram[:, :n, j] = dots
         if n == 1:  # one stored pair: α = (1), a (damped) fixed-point step
-            X = tr.freeze(F if cfg.beta == 1 else torch.add(X, G, alpha=cfg.beta))
+            X = tr.freeze(F if cfg.beta == 1 or tr.official else torch.add(X, G, alpha=cfg.beta))
             continue
         alpha = _anderson_weights(gram[:, :n, :n], cfg, j, None if tr.all_active else tr.active)
         a = alpha.to(X.dtype)[:, None, :]
@@ -247,13 +258,13 @@ def _broyden(f, z0: Tensor, cfg: SolverConfig):
     fl, X, tr = _start(f, z0, cfg, 'broyden')
     if _nothing_to_do(z0, cfg): return tr.result(z0.shape)
     B, D = X.shape
-    m = min(cfg.m, max(cfg.max_iters - 1, 1))
+    m = max(cfg.max_iters - 1, 1) if tr.official else min(cfg.m, max(cfg.max_iters - 1, 1))   # published: every pair kept
     U, V = X.new_zeros((B, m, D)), X.new_zeros((B, m, D))   # J⁻¹ ≈ -I + Σ u_i v_iᵀ
     n = 0
     for k in range(cfg.max_iters):
         F = fl(X)
         G = F - X
-        if not tr.update(X, F, G) or k == cfg.max_iters - 1: break
+        if not tr.update(X, F, G) or (tr.official and _official_broyden_halt(tr)) or k == cfg.max_iters - 1: break
         if k > 0:  # Broyden update with dz = the last step, dg = G - G_prev
             if n == m: n = 0  # memory full: restart from J⁻¹ = -I (the update below is then relative to -I)
             dg = G - G_prev
@@ -281,7 +292,7 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tup
 _SOLVERS = {'fpi': _fpi, 'anderson': _anderson, 'broyden': _broyden}
 
 def solve_fz(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, Tensor | None, SolverStats]:
-    "Solve z = f(z) with `cfg.method`; return (z, f(z) or None if f was never called, stats)."
+    "Solve z = f(z) with `cfg.method`; return (z, f(z) or None (f never called, or semantics 'official'), stats)."
     if not isinstance(cfg, SolverConfig): raise TypeError(f'solve: cfg must be a SolverConfig, got {type(cfg).__name__}')
     with torch.no_grad(): return _SOLVERS[cfg.method](f, z0, cfg)
 
@@ -289,3 +300,33 @@ def solve(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple
     "Solve z = f(z) from `z0` per sample with the solver `cfg.method`; return (z, stats)."
     z, _, stats = solve_fz(f, z0, cfg)
     return z, stats
+
+# %% ../nbs/00_solvers.ipynb #c1a7e0f2
+def _official_update(tr: _Tracker, X: Tensor, F: Tensor, r: Tensor) -> bool:
+    "`_Tracker.update` as published: batch-mean residual; best (fpi: last image) from the first loop step; stop below tol."
+    cfg, k = tr.cfg, tr.k
+    if tr.rel:   # the published denominators: ‖F + 1e-5‖ (Anderson), ‖F‖ + 1e-5 (fpi, Broyden)
+        nrm = lambda t: torch.linalg.vector_norm(t, dim=1, dtype=r.dtype)
+        r = r / (nrm(F + 1e-5) if cfg.method == 'anderson' else nrm(F) + 1e-5)
+    tr.trace[:, k], tr.k = r, k + 1
+    tr.failed |= ~torch.isfinite(r)                  # flagged only: the published loops never stop on NaN
+    if k < tr.skip: return True                      # evaluations before the published loop are not checked
+    mean = r.mean()
+    tr.means.append(mean)
+    if cfg.method == 'fpi':                          # fpi returns its last image f(x_k)
+        tr.best_X, tr.best_r = F, r
+        tr.best_step.fill_(k + 1)
+    elif k == tr.skip or bool(mean < tr.best_mean):  # the lowest batch mean (the first loop step always)
+        tr.best_X, tr.best_r, tr.best_mean = X, r, mean
+        tr.best_step.fill_(k)
+    if bool(mean < cfg.tol): tr.converged.fill_(True); return False
+    return True
+
+def _official_broyden_halt(tr: _Tracker) -> bool:
+    "The published Broyden's other stops: no progress over 30 steps, or a residual 1e3× (abs: 1e6×) its first one."
+    t = tr.means
+    if len(t) > 30 and bool(t[-1] < 3 * tr.cfg.tol):
+        last = torch.stack(t[-30:])
+        if bool(last.max() / last.min() < 1.3): return True
+    if t and bool(t[-1] > t[0] * (1e3 if tr.rel else 1e6)): tr.failed.fill_(True); return True
+    return False
