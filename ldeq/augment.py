@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .wflw import FLIP_PERMUTATION
-from .synth import OCCLUDER_KINDS, draw_occluder, motion_kernel, sample_occluder
+from .scene import OCCLUDER_KINDS, draw_occluder, motion_kernel, sample_occluder
 
 # %% auto #0
 __all__ = ['AugmentConfig', 'flip_landmarks', 'flip_landmarks_normalised', 'random_affine', 'apply_affine', 'colour_jitter',
