@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ if str(BENCH_DIR) not in sys.path: sys.path.insert(0, str(BENCH_DIR))
 import ldeq
 from run_all import cpu_model, jsonable, md_table
 from ldeq.baselines import build_model, load_model
-from ldeq.train import (RECIPES, SeededStills, TrainConfig, make_augment, read_log_csv, run_model_config, stills_root,
+from ldeq.train import (SeededStills, TrainConfig, make_augment, read_log_csv, run_model_config, stills_root,
                         train_step)
 
 ASSETS = Path(ldeq.__file__).parent / 'assets'

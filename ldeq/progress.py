@@ -4,7 +4,6 @@
 
 # %% ../nbs/00a_progress.ipynb #7378a386
 from __future__ import annotations
-import os
 import sys
 import time
 
