@@ -86,12 +86,17 @@ class DEQ(nn.Module):
         return (f'backward={c.backward!r}, fwd={c.fwd.method}(max_iters={c.fwd.max_iters}, tol={c.fwd.tol}{sem}), '
                 f'bwd={c.bwd.method}(max_iters={c.bwd.max_iters}, tol={c.bwd.tol})')
 
-    def forward(self, x, z0: Tensor, *, max_iters: int | None = None, extra_step: bool = True) -> tuple[Tensor, SolverStats]:
-        "Solve z* = cell(z*, x) from `z0`; return (cell(z*, x) if `extra_step` else z*, forward solver stats)."
+    def forward(self, x, z0: Tensor, *, max_iters: int | None = None, extra_step: bool = True,
+                solver: SolverConfig | None = None) -> tuple[Tensor, SolverStats]:
+        "Solve z* = cell(z*, x) from `z0` (with `solver` instead of `cfg.fwd` if given); return (cell(z*, x) if `extra_step` else z*, stats)."
         if not torch.is_tensor(z0): raise TypeError(f'DEQ.forward: z0 must be a tensor (B, ...), got {type(z0).__name__}')
         cfg = self.cfg
-        fwd = cfg.fwd if max_iters is None else replace(cfg.fwd, max_iters=max_iters)
-        if cfg.backward == 'unrolled': return self._unrolled(x, z0, fwd, extra_step)
+        if solver is not None and not isinstance(solver, SolverConfig): raise TypeError(f'DEQ.forward: solver must be a SolverConfig, got {type(solver).__name__}')
+        fwd = cfg.fwd if solver is None else solver
+        fwd = fwd if max_iters is None else replace(fwd, max_iters=max_iters)
+        if cfg.backward == 'unrolled':
+            if fwd.semantics != 'ldeq': raise ValueError(f"DEQ.forward: backward='unrolled' needs semantics='ldeq', got {fwd.semantics!r}")
+            return self._unrolled(x, z0, fwd, extra_step)
         with torch.no_grad():
             z, fz, stats = solve_fz(lambda z: self.cell(z, x), z0.detach(), fwd)
         if not extra_step: return z, stats

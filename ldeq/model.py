@@ -275,19 +275,32 @@ class LDEQ(nn.Module):
         c = self.cfg
         return x.new_zeros(x.shape[0], c.z_width, c.heatmap_size, c.heatmap_size)
 
-    def forward(self, x: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | None = None,
-                extra_step: bool | None = None) -> LDEQOutput:
+    def inject(self, x: torch.Tensor) -> torch.Tensor:
+        "The injection x̃ = tail(x) of images (B, C, S, S), checked; computed once per image."
         c = self.cfg
         want = (c.in_channels, c.image_size, c.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f'LDEQ expects images (B, {", ".join(map(str, want))}), got {tuple(x.shape)}')
+        return self.tail(x)
+
+    def f(self, z: torch.Tensor, inj: torch.Tensor) -> torch.Tensor:
+        "The cell f(z, x̃) (eq. 2–3), for solvers outside the layer (the exact eq. 8)."
+        return self.cell(z, inj)
+
+    def readout(self, z: torch.Tensor) -> torch.Tensor:
+        "Landmarks (B, L, 2) of a state z: softargmax of its first L channels (Φ)."
+        return softargmax(z[:, :self.cfg.n_landmarks])
+
+    def forward(self, x: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | None = None,
+                extra_step: bool | None = None, solver: SolverConfig | None = None) -> LDEQOutput:
+        c = self.cfg
+        inj = self.inject(x)
         if z0 is None: z0 = self.z0(x)
         elif tuple(z0.shape) != (x.shape[0], c.z_width, c.heatmap_size, c.heatmap_size):
             raise ValueError(f'z0 must be (B, {c.z_width}, {c.heatmap_size}, {c.heatmap_size}) for B={x.shape[0]}, got {tuple(z0.shape)}')
-        inj = self.tail(x)
-        z, stats = self.deq_layer(inj, z0.to(inj), max_iters=max_iters,
+        z, stats = self.deq_layer(inj, z0.to(inj), max_iters=max_iters, solver=solver,
                                   extra_step=c.extra_step if extra_step is None else extra_step)
-        return LDEQOutput(softargmax(z[:, :c.n_landmarks]), z, z.detach().clone(), stats)
+        return LDEQOutput(self.readout(z), z, z.detach().clone(), stats)
 
 # %% ../nbs/02_model.ipynb #cfa0dd37
 def count_parameters(module: nn.Module) -> int:

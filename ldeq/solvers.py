@@ -17,7 +17,7 @@ __all__ = ['METHODS', 'SEMANTICS', 'OFFICIAL_PRELOOP', 'SolverConfig', 'SolverSt
 
 # %% ../nbs/00_solvers.ipynb #2aae2833
 METHODS = ('fpi', 'anderson', 'broyden')
-SEMANTICS = ('ldeq', 'official')
+SEMANTICS = ('ldeq', 'official', 'rwr')
 OFFICIAL_PRELOOP = {'fpi': 0, 'anderson': 2, 'broyden': 1}   # evaluations of f the published solvers make before their loop
 
 @dataclass
@@ -33,7 +33,7 @@ class SolverConfig:
     beta: float = 1.0             # Anderson mixing; damping of fpi
     eps: float = 1e-9             # guard in the relative residual's denominator
     diverge_ratio: float = 1e4    # residual > ratio * max(best, eps) counts as diverging (inf disables)
-    semantics: str = field(default='ldeq', metadata={'optional': True})   # 'ldeq' | 'official': the published loops (below)
+    semantics: str = field(default='ldeq', metadata={'optional': True})   # 'ldeq' | 'official': the published loops | 'rwr' (below)
 
     def __post_init__(self):
         def bad(name, why): raise ValueError(f'SolverConfig.{name}={getattr(self, name)!r}: {why}')
@@ -55,6 +55,7 @@ class SolverConfig:
         if not (0 < self.eps < math.inf): bad('eps', 'must be finite and > 0')
         if not (self.diverge_ratio > 1): bad('diverge_ratio', 'must be > 1 (math.inf disables the check)')
         if self.semantics not in SEMANTICS: bad('semantics', f'must be one of {SEMANTICS}')
+        if self.semantics == 'rwr' and self.method != 'fpi': bad('method', "must be 'fpi' with semantics='rwr' (RwR is fixed-point iteration)")
         if self.semantics == 'official' and self.max_iters <= OFFICIAL_PRELOOP[self.method]:
             bad('max_iters', f"must be >= {OFFICIAL_PRELOOP[self.method] + 1} with semantics='official' (published max_iters >= 1)")
 
@@ -89,6 +90,7 @@ class _Tracker:
     def __init__(self, X0: Tensor, cfg: SolverConfig, keep: str = 'best'):
         B, dev = X0.shape[0], X0.device
         self.cfg, self.rel, self.keep_last = cfg, cfg.stop_mode == 'rel', keep == 'last'
+        self.keep_last = self.keep_last or cfg.semantics == 'rwr'   # RwR: the newest iterate, not the best
         self.rdt = torch.float64 if X0.dtype == torch.float64 else torch.float32
         self.X0, self.best_X, self.best_F = X0, X0, None
         self.best_r = torch.full((B,), math.nan, dtype=self.rdt, device=dev)
@@ -182,6 +184,9 @@ def _fpi(f, z0: Tensor, cfg: SolverConfig):
         F = fl(X)
         if not tr.update(X, F, F - X) or k == cfg.max_iters - 1: break
         X = tr.freeze(F if cfg.beta == 1 or tr.official else torch.add(X, F - X, alpha=cfg.beta))
+    if cfg.semantics == 'rwr' and not _nothing_to_do(z0, cfg) and not bool((~tr.active).all()):  # RwR: samples still going return f(z_{K-1})
+        tr.best_X = torch.where(tr.active[:, None], F if cfg.beta == 1 else torch.add(X, F - X, alpha=cfg.beta), tr.best_X)
+        tr.best_F = None
     return tr.result(z0.shape)
 
 def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
@@ -292,9 +297,10 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tup
 _SOLVERS = {'fpi': _fpi, 'anderson': _anderson, 'broyden': _broyden}
 
 def solve_fz(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, Tensor | None, SolverStats]:
-    "Solve z = f(z) with `cfg.method`; return (z, f(z) or None (f never called, or semantics 'official'), stats)."
+    "Solve z = f(z) with `cfg.method`; return (z, f(z) or None (f never called, or semantics 'official' / 'rwr'), stats)."
     if not isinstance(cfg, SolverConfig): raise TypeError(f'solve: cfg must be a SolverConfig, got {type(cfg).__name__}')
-    with torch.no_grad(): return _SOLVERS[cfg.method](f, z0, cfg)
+    with torch.no_grad(): z, fz, stats = _SOLVERS[cfg.method](f, z0, cfg)
+    return z, (None if cfg.semantics == 'rwr' else fz), stats
 
 def solve(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
     "Solve z = f(z) from `z0` per sample with the solver `cfg.method`; return (z, stats)."

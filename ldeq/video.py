@@ -24,17 +24,18 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .preprocess import bbox_to_affine, crop_image, normalize_image, crop_norm_to_frame
-from .model import LDEQ, softargmax
+from .model import LDEQ
+from .solvers import SolverConfig
 from .filters import TrajFilter, EMA, SavitzkyGolay, OneEuro
 from .metrics import video_nme, video_nmf
 
 # %% auto #0
 __all__ = ['Method', 'SUBSETS', 'VideoError', 'VideoInfo', 'video_info', 'read_frames', 'as_box', 'box_from_landmarks',
            'BoxTracking', 'box_problem', 'FrameByFrame', 'RwR', 'RwRExact', 'Filtered', 'parse_method', 'method_label',
-           'RwRStats', 'rel_residual', 'rwr_solve', 'eq8_objective', 'Eq8Stats', 'rwr_exact_solve', 'model_input_size',
-           'eval_mode', 'VideoSource', 'FrameResult', 'track', 'TrackResult', 'track_videos', 'WFLWVItem',
-           'wflwv_items', 'VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep',
-           'plot_tradeoff', 'load_model', 'draw_landmarks', 'NpyStreamWriter', 'build_parser', 'main']
+           'eq8_objective', 'rel_residual', 'Eq8Stats', 'rwr_exact_solve', 'model_input_size', 'eval_mode',
+           'VideoSource', 'FrameResult', 'track', 'TrackResult', 'track_videos', 'WFLWVItem', 'wflwv_items',
+           'VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff',
+           'load_model', 'draw_landmarks', 'NpyStreamWriter', 'build_parser', 'main']
 
 # %% ../nbs/12_video.ipynb #b2a74a2c
 class VideoError(ValueError):
@@ -152,6 +153,11 @@ class RwR:
         if self.first not in ('solve', 'capped'): raise ValueError(f"RwR.first must be 'solve' or 'capped', got {self.first!r}")
         object.__setattr__(self, 'k', int(self.k)); object.__setattr__(self, 'tol', float(self.tol))
 
+    @property
+    def solver(self) -> SolverConfig:
+        "The engine's RwR loop (`ldeq.solvers`, semantics 'rwr'): fixed-point iteration, ≤ k evaluations, first iterate below tol."
+        return SolverConfig(method='fpi', max_iters=self.k, tol=self.tol, semantics='rwr')
+
 @dataclass(frozen=True)
 class RwRExact:
     "The exact form (eq. 8): minimise ‖f(z, xₙ) − z‖² + α/2 ‖z − z*ₙ₋₁‖² with L-BFGS from z*ₙ₋₁."
@@ -238,57 +244,26 @@ def method_label(method) -> str:
     keep = max([i + 1 for i, f in enumerate(flds) if f.default is dataclasses.MISSING or vals[i] != f.default] + [1 if flds else 0])
     return name + (':' + ','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals[:keep]) if keep else '')
 
-# %% ../nbs/12_video.ipynb #2bd0654a
-@dataclass
-class RwRStats:
-    "Per-sample outcome of one frame's RwR / eq. 8 solve (tensors of length B)."
-    nfe: torch.Tensor          # evaluations of f spent (eq. 8: objective evaluations, each one forward + one backward, + 1)
-    residual: torch.Tensor     # relative residual of the last measured iterate (NaN if none measured)
-    converged: torch.Tensor    # stopped below tol
-    failed: torch.Tensor       # f gave non-finite values; the last finite iterate was kept
-
-def rel_residual(F: torch.Tensor, z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    "Per-sample ‖F − z‖ / (‖F‖ + eps) over all but the first dimension (float64 for float64 input, else float32)."
-    dt = torch.float64 if z.dtype == torch.float64 else torch.float32
-    d = torch.linalg.vector_norm((F - z).flatten(1), dim=1, dtype=dt)
-    return d / (torch.linalg.vector_norm(F.flatten(1), dim=1, dtype=dt) + eps)
-
-@torch.no_grad()
-def rwr_solve(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, z0: torch.Tensor,
-              k: int = 2, tol: float = 5e-3) -> tuple[torch.Tensor, RwRStats]:
-    "RwR for a batch: from `z0` (= z*ₙ₋₁) apply `f(z, x)` at most `k` times per sample, stopping at the first iterate with residual < tol."
-    if k < 0: raise ValueError(f'rwr_solve: k must be >= 0, got {k}')
-    B, dev = z0.shape[0], z0.device
-    z = z0.detach().clone()
-    nfe = torch.zeros(B, dtype=torch.long, device=dev)
-    res = torch.full((B,), math.nan, device=dev, dtype=torch.float64 if z.dtype == torch.float64 else torch.float32)
-    conv, failed = torch.zeros(B, dtype=torch.bool, device=dev), torch.zeros(B, dtype=torch.bool, device=dev)
-    idx = torch.arange(B, device=dev)
-    for _ in range(k):
-        if idx.numel() == 0: break
-        zi = z if idx.numel() == B else z[idx]
-        F = f(zi, x if idx.numel() == B else x[idx])
-        if F.shape != zi.shape: raise ValueError(f'rwr_solve: f maps {tuple(zi.shape)} to {tuple(F.shape)}')
-        r = rel_residual(F, zi)
-        nfe[idx] += 1; res[idx] = r
-        ok = torch.isfinite(r)
-        done = ok & (r < tol)
-        conv[idx[done]] = True; failed[idx[~ok]] = True
-        step = ok & ~done
-        z[idx[step]] = F[step]
-        idx = idx[step]
-    return z, RwRStats(nfe, res, conv, failed)
-
 # %% ../nbs/12_video.ipynb #6b60392f
 def eq8_objective(f: Callable, x: torch.Tensor, z: torch.Tensor, z_prev: torch.Tensor, alpha: float) -> torch.Tensor:
     "Eq. 8 per sample: ‖f(z, x) − z‖² + α/2 ‖z − z_prev‖², shape (B,)."
     return (f(z, x) - z).flatten(1).pow(2).sum(1) + 0.5 * alpha * (z - z_prev).flatten(1).pow(2).sum(1)
 
+def rel_residual(F: torch.Tensor, z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    "Per-sample ‖F − z‖ / (‖F‖ + eps), the solvers' relative residual (float64 for float64 input, else float32)."
+    dt = torch.float64 if z.dtype == torch.float64 else torch.float32
+    d = torch.linalg.vector_norm((F - z).flatten(1), dim=1, dtype=dt)
+    return d / (torch.linalg.vector_norm(F.flatten(1), dim=1, dtype=dt) + eps)
+
 @dataclass
-class Eq8Stats(RwRStats):
-    "RwRStats plus the eq. 8 objective at the warm start and at the returned minimiser."
-    objective_start: torch.Tensor = None
-    objective_end: torch.Tensor = None
+class Eq8Stats:
+    "Per-sample outcome of one frame's eq. 8 solve (tensors of length B)."
+    nfe: torch.Tensor               # objective evaluations (each one forward + one backward of f) + 1
+    residual: torch.Tensor          # relative residual of the returned minimiser
+    converged: torch.Tensor         # always False (L-BFGS runs its iterations)
+    failed: torch.Tensor            # f gave non-finite values; the warm start was kept
+    objective_start: torch.Tensor   # eq. 8 at the warm start
+    objective_end: torch.Tensor     # eq. 8 at the returned minimiser
 
 def rwr_exact_solve(f: Callable, x: torch.Tensor, z_prev: torch.Tensor, alpha: float, max_iter: int = 10,
                     history_size: int = 10) -> tuple[torch.Tensor, torch.Tensor, Eq8Stats]:
@@ -392,13 +367,8 @@ class _Predictor:
                 raise TypeError(f'{type(self.model).__name__}(x) must give landmarks (B, L, 2) (or an object with .landmarks), '
                                 f'got {getattr(lm, "shape", type(lm).__name__)}')
             return _Pred(self._to_frame(lm, Ms), None, np.full(n, math.nan), np.full(n, math.nan), np.zeros(n, bool))
-        L = self.model.cfg.n_landmarks
-        if isinstance(m, RwR) and m.first == 'capped':
-            inj = self.model.tail(x)
-            z, st = rwr_solve(self.model.cell, inj, self.model.z0(x).to(inj), m.k, m.tol)
-            return _Pred(self._to_frame(softargmax(z[:, :L]), Ms), z, _np(st.nfe, n), _np(st.residual, n),
-                         _np(st.failed, n, dtype=bool))
-        out = self.model(x)
+        capped = isinstance(m, RwR) and m.first == 'capped'
+        out = self.model(x, solver=m.solver, extra_step=False) if capped else self.model(x)
         st = out.stats
         return _Pred(self._to_frame(out.landmarks, Ms), out.z_star if self.stateful else None, _np(st.nfe, n),
                      _np(st.residual, n), _np(st.failed, n, dtype=bool))
@@ -406,11 +376,15 @@ class _Predictor:
     def warm(self, frames, boxes, z_prev: torch.Tensor) -> _Pred:
         "Predict from the previous frame's state (RwR or eq. 8)."
         x, Ms = self.crops(frames, boxes)
-        n, m, L = len(frames), self.method, self.model.cfg.n_landmarks
-        inj = self.model.tail(x)
-        if isinstance(m, RwR): z, st = rwr_solve(self.model.cell, inj, z_prev.to(inj), m.k, m.tol)
-        else: _, z, st = rwr_exact_solve(self.model.cell, inj, z_prev.to(inj), m.alpha, m.max_iter, m.history_size)
-        return _Pred(self._to_frame(softargmax(z[:, :L]), Ms), z, _np(st.nfe, n), _np(st.residual, n), _np(st.failed, n, dtype=bool))
+        n, m = len(frames), self.method
+        if isinstance(m, RwR):
+            out = self.model(x, z0=z_prev, solver=m.solver, extra_step=False)
+            lm, z, st = out.landmarks, out.z_star, out.stats
+        else:
+            inj = self.model.inject(x)
+            _, z, st = rwr_exact_solve(self.model.f, inj, z_prev.to(inj), m.alpha, m.max_iter, m.history_size)
+            lm = self.model.readout(z)
+        return _Pred(self._to_frame(lm, Ms), z, _np(st.nfe, n), _np(st.residual, n), _np(st.failed, n, dtype=bool))
 
 # %% ../nbs/12_video.ipynb #6ac96f41
 @dataclass
