@@ -27,7 +27,7 @@ train_run   (90 s) A real run: `ldeq.train.train(TrainConfig.recipe('paper', dat
             epoch (going down), images/s, and the resumed run continuing from the saved global step.
 video       (45 s) RwR (k = 2) against frame-by-frame on the synthetic clips, `paper` preset with random weights: batch
             1 on 2 clips and batched over 16 clips, through `benchmarks/run_all.py`'s `load_clips` and `throughput`
-            (`ldeq.video.track`: crop, model, mapping back); frames/s, f-evaluations per frame, peak GPU memory.
+            (`ldeq.tracking.track`: crop, model, mapping back); frames/s, f-evaluations per frame, peak GPU memory.
 tables      (115 s) nbs/tables.ipynb in quick mode on the device through papermill (`-p quick True -p device cuda`):
             Tables 1-3 of the shipped demo models; needs papermill and ipykernel in this Python.
 interop     (30 s) The official checkpoint format on the device: a `paper` model with random weights (tol 0, so that
@@ -535,7 +535,7 @@ def train_run_report(r: dict) -> str:
 def video_part(ctx: Ctx) -> dict:
     "Frames/s of RwR and frame-by-frame, batch 1 and batched over many clips (random weights)."
     from run_all import load_clips, throughput
-    from ldeq.video import FrameByFrame, RwR
+    from ldeq.tracking import FrameByFrame, RwR
     p, dev = ctx.plan, ctx.device
     paths = synthetic_paths(ctx, ('videos',))
     clips = load_clips(Path(paths.wflw_v), p.video_clips, p.video_frames)
@@ -570,7 +570,7 @@ def video_report(r: dict) -> str:
     rows = [[x['name'], x['batch_size'], x['frames'], fmt(x['fps'], '.1f'), fmt(x['nfe_per_frame'], '.2f'),
              f"×{fmt(x.get('speedup'), '.2f')}", fmt(x['peak_mib'], '.0f'), x['failed_frames']] for x in r['rows']]
     return (f"`{r['preset']}` preset with random weights (so frame-by-frame solves may run to max_iters), synthetic clips "
-            f"of {r['frames_per_clip']} frames from `{r['root']}`, decoded into memory; `ldeq.video.track` with the "
+            f"of {r['frames_per_clip']} frames from `{r['root']}`, decoded into memory; `ldeq.tracking.track` with the "
             f"given boxes (crop, model, mapping back: the CPU side is in the frames/s); median of {r['repeats']} round(s) "
             "after a 3-frame warm-up (`benchmarks/run_all.py`'s `throughput`).\n\n"
             + md_table(['method', 'clips per batch', 'frames', 'frames/s', 'f-evals / frame', 'vs frame-by-frame',

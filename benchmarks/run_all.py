@@ -26,7 +26,7 @@ memory   The data behind the paper's Fig. 1: one training step of LDEQ (`implici
 video    Tracking throughput on 4 synthetic videos of 80 frames (the WFLW-V-layout set of
          `ldeq.synth.ensure_synthetic`, generated on first use, or `--video-root`), decoded into memory first so that
          only tracking is timed (cropping, the model, mapping back; the given boxes): frame-by-frame (batch 1), RwR k=2
-         (batch 1) and RwR batched over the 4 videos, all through `ldeq.video.track`.
+         (batch 1) and RwR batched over the 4 videos, all through `ldeq.tracking.track`.
          Reports frames/s and f-evaluations per frame; target (issue 6): RwR >= 2x the frames/s of frame-by-frame.
          Then memory vs video length: RwR on a 100-frame and a 10,000-frame stream (a generator cycling one synthetic
          clip with a little noise, boxes cycled lazily: nothing of length T is ever materialised), each in a fresh
@@ -496,7 +496,8 @@ def video_root(ctx: Context) -> Path:
 
 def load_clips(root: Path, n_videos: int, n_frames: int) -> list[Clip]:
     "The first `n_frames` frames and boxes of the first `n_videos` videos (hard first, then easy) of a WFLW-V root."
-    from ldeq.video import read_frames, wflwv_items
+    from ldeq.video import read_frames
+    from ldeq.video_eval import wflwv_items
     items = wflwv_items(root, 'full')
     if len(items) < n_videos: raise ValueError(f'{root} has {len(items)} videos, the benchmark needs {n_videos}')
     clips = []
@@ -511,7 +512,7 @@ def load_clips(root: Path, n_videos: int, n_frames: int) -> list[Clip]:
 
 def run_tracking(model: torch.nn.Module, clips: Sequence[Clip], method, batch_size: int) -> dict:
     "Track every clip with `method`, `batch_size` videos at a time (streaming): frames, seconds, mean f-evals per frame."
-    from ldeq.video import VideoSource, track
+    from ldeq.tracking import VideoSource, track
     srcs = [VideoSource(iter(c.frames), boxes=c.boxes, name=c.name) for c in clips]
     n, nfe, failed = 0, 0.0, 0
     t0 = time.perf_counter()
@@ -549,7 +550,7 @@ def video_checkpoint(ctx: Context) -> Path | None:
 
 def video_model(ctx: Context, device: torch.device | None = None) -> tuple[torch.nn.Module, str]:
     "The checkpoint's model (must be an LDEQ), else a random LDEQ of the plan's preset; and a description."
-    from ldeq.video import load_model
+    from ldeq.tracking import load_model
     ck, device = video_checkpoint(ctx), device or ctx.device
     if ck is not None:
         m = load_model(ck, str(device))
@@ -563,7 +564,8 @@ def video_model(ctx: Context, device: torch.device | None = None) -> tuple[torch
 
 def length_worker(spec: dict) -> dict:
     "RwR on one generated stream of `n` frames, in a fresh process: peak-RSS growth while streaming."
-    from ldeq.video import RwR, VideoSource, read_frames, track
+    from ldeq.tracking import RwR, VideoSource, track
+    from ldeq.video import read_frames
     torch.manual_seed(0)
     model = LDEQ(LDEQConfig.preset(spec['preset'])).to(spec['device']).eval()
     frames = list(islice(read_frames(spec['video']), spec['clip_frames']))
@@ -611,7 +613,8 @@ def video_estimate(ctx: Context) -> float:
 
 def video_section(ctx: Context) -> dict:
     "Throughput of frame-by-frame, RwR and batched RwR; memory vs stream length."
-    from ldeq.video import FrameByFrame, RwR, method_label, wflwv_items
+    from ldeq.tracking import FrameByFrame, RwR, method_label
+    from ldeq.video_eval import wflwv_items
     p = ctx.plan
     root = video_root(ctx)
     clips = load_clips(root, p.video_videos, p.video_frames)
@@ -654,7 +657,7 @@ def video_report(s: dict) -> str:
     return '\n\n'.join([
         f"Model: {s['model']}; solver {s['solver']['method']}, ≤ {s['solver']['max_iters']} iterations, tol "
         f"{s['solver']['tol']:g}. {s['videos']} synthetic videos × {s['frames_per_video']} frames ({s['root']}), decoded "
-        f"into memory, tracked with `ldeq.video.track` (crop, model, mapping back; given boxes); frames/s is the median "
+        f"into memory, tracked with `ldeq.tracking.track` (crop, model, mapping back; given boxes); frames/s is the median "
         f"of {s['repeats']} rounds after a warm-up (the methods alternate within a round), on {s['device']}. RwR's first "
         "frame of each video is a full solve.",
         md_table(['method', 'videos per batch', 'frames', 'frames/s', 'f-evals / frame', 'vs frame-by-frame', 'failed frames'], rows),
@@ -760,7 +763,7 @@ def gpu_section(ctx: Context, require_cuda: bool = True) -> dict:
     if require_cuda and ctx.device.type != 'cuda':       # require_cuda=False: a CPU smoke test of this code path only
         raise RuntimeError('the gpu section needs --device cuda')
     from ldeq.train import train_step
-    from ldeq.video import FrameByFrame, RwR
+    from ldeq.tracking import FrameByFrame, RwR
     p, dev = ctx.plan, ctx.device
     cfg = LDEQConfig.preset(p.gpu_preset)
     g = torch.Generator().manual_seed(0)

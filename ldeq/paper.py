@@ -25,7 +25,8 @@ from .metrics import nme, ced, failure_rate, auc, flicker_per_pair
 from .wflw import ATTRIBUTES, VIDEO_SUBSETS
 from .data import open_stills, detect_layout
 from .filters import EMA, select_setting, paper_grids
-from .video import evaluate_methods, load_model, model_input_size, video_means, RwR, RwRExact, method_label
+from .tracking import load_model, model_input_size, RwR, RwRExact, method_label
+from .video_eval import evaluate_methods, video_means
 from .progress import stage
 
 # %% auto #0

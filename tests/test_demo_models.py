@@ -53,7 +53,7 @@ def test_demo_model_reproduces_recorded_metrics(kind):
     from ldeq.data import open_stills
     from ldeq.synth import ensure_synthetic
     from ldeq.train import evaluate
-    from ldeq.video import model_input_size
+    from ldeq.tracking import model_input_size
     rec = _record()[kind]
     torch.set_num_threads(2)
     model = load_model(ASSETS / rec['file']).model

@@ -22,7 +22,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ldeq import video as V
+from ldeq import track_cli as CLI, tracking as T, video as V, video_eval as VE
 from ldeq.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, load_official, load_state_dict_strict,
                              safe_torch_load, save_checkpoint, save_official)
 from ldeq.data import (WFLW_IMAGES, CroppedRecord, CroppedStills, DataFormatError, LandmarkDataset, WFLWRecord, WFLWStills,
@@ -187,7 +187,7 @@ BAD_VIDEOS = {
 
 def cli(capsys, *args) -> tuple[int, str]:
     "Run `ldeq-track` in-process; (exit status, stderr)."
-    try: rc = V.main([str(a) for a in args])
+    try: rc = CLI.main([str(a) for a in args])
     except SystemExit as e: rc = e.code
     return rc, capsys.readouterr().err
 
@@ -207,8 +207,8 @@ def test_unreadable_video_is_a_clear_error_everywhere(tmp_path, tiny, tiny_ckpt,
         'iter_video_frames(expected)': lambda: list(iter_video_frames(p, expected=5)),
         'load_clip': lambda: load_clip(root, 'bad'),
         'clip.frames': lambda: list(load_clip(root, 'bad', check_count=False).frames()),
-        'track': lambda: list(V.track(tiny, [V.VideoSource(V.read_frames(p), boxes=bb, name='bad')])),
-        'evaluate_video': lambda: V.evaluate_video(tiny, root, 'hard', progress=False),
+        'track': lambda: list(T.track(tiny, [T.VideoSource(V.read_frames(p), boxes=bb, name='bad')])),
+        'evaluate_video': lambda: VE.evaluate_video(tiny, root, 'hard', progress=False),
     }
     for name, call in calls.items():
         with pytest.raises(ValueError) as ei: call()
@@ -237,7 +237,7 @@ def test_truncated_video_with_intact_header(tmp_path, tiny, tiny_ckpt, capsys, t
     p, n = truncated_avi
     boxes = np.tile([5.0, 5.0, 50.0, 40.0], (20, 1))
     for call in (lambda: list(iter_video_frames(p, expected=20)),
-                 lambda: list(V.track(tiny, [V.VideoSource(V.read_frames(p), boxes=boxes, name=str(p))]))):
+                 lambda: list(T.track(tiny, [T.VideoSource(V.read_frames(p), boxes=boxes, name=str(p))]))):
         with pytest.raises(ValueError) as ei: call()
         assert isinstance(ei.value, (V.VideoError, DataFormatError)) and str(p) in str(ei.value), ei.value
         assert f'{n} frames' in str(ei.value)
@@ -258,13 +258,13 @@ def test_landmark_file_length_differs_from_video(tmp_path, tiny, T_lm):
         load_clip(root, 'v1')
     with pytest.raises(DataFormatError) as ei: list(load_clip(root, 'v1', check_count=False))
     assert str(video) in str(ei.value) and str(T_lm) in str(ei.value)
-    with pytest.raises(V.VideoError) as ei: V.evaluate_video(tiny, root, 'hard', boxes='file', progress=False)
+    with pytest.raises(V.VideoError) as ei: VE.evaluate_video(tiny, root, 'hard', boxes='file', progress=False)
     assert 'v1' in str(ei.value) and ('6 frames' in str(ei.value) or 'more frames than boxes' in str(ei.value)), ei.value
-    with pytest.raises(V.VideoError) as ei: V.evaluate_video(tiny, root, 'hard', boxes='track', progress=False)
+    with pytest.raises(V.VideoError) as ei: VE.evaluate_video(tiny, root, 'hard', boxes='track', progress=False)
     assert str(lm_file) in str(ei.value) and '(6, 98, 2)' in str(ei.value), ei.value
     np.save(root / 'bboxes' / 'v1.npy', np.zeros((6, 4)))                  # boxes and landmarks disagree as well
     with pytest.raises(DataFormatError, match=f'{T_lm} landmark frames but 6 box frames'): load_clip(root, 'v1')
-    with pytest.raises(V.VideoError, match=f'{T_lm} landmark frames'): V.evaluate_video(tiny, root, 'hard', progress=False)
+    with pytest.raises(V.VideoError, match=f'{T_lm} landmark frames'): VE.evaluate_video(tiny, root, 'hard', progress=False)
 
 
 # ==================================================================== non-face images through the model
@@ -332,9 +332,9 @@ def test_non_face_video_in_a_batch_leaves_the_other_video_unchanged(tiny64, meth
     noise = [g.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
     tex = [np.roll(texture(48, 64, 5), 2 * t, 1) for t in range(4)]
     box = np.tile([4.0, 4.0, 60.0, 44.0], (4, 1))
-    src = lambda frames, name: V.VideoSource(iter(frames), boxes=box, name=name)
-    both = V.track_videos(tiny64, [src(noise, 'noise'), src(tex, 'tex')], method, batch_size=2)
-    solo = V.track_videos(tiny64, [src(tex, 'tex')], method, batch_size=1)
+    src = lambda frames, name: T.VideoSource(iter(frames), boxes=box, name=name)
+    both = T.track_videos(tiny64, [src(noise, 'noise'), src(tex, 'tex')], method, batch_size=2)
+    solo = T.track_videos(tiny64, [src(tex, 'tex')], method, batch_size=1)
     assert np.isfinite(both[0].landmarks).all() and both[0].failed.dtype == bool
     np.testing.assert_allclose(both[1].landmarks, solo[0].landmarks, atol=1e-8, rtol=0)
     np.testing.assert_array_equal(both[1].nfe, solo[0].nfe)
@@ -490,7 +490,7 @@ def test_ldeq_with_nan_weights_is_flagged_not_crashed(tiny, tmp_path, capsys):
     assert torch.isnan(loss) and steps.shape == (2,)
     frames = [texture(48, 64, 1)] * 2
     with pytest.raises(FloatingPointError, match='nanvid.*non-finite landmarks'):
-        list(V.track(bad.eval(), [V.VideoSource(iter(frames), boxes=np.tile([4., 4., 60., 44.], (2, 1)), name='nanvid')]))
+        list(T.track(bad.eval(), [T.VideoSource(iter(frames), boxes=np.tile([4., 4., 60., 44.], (2, 1)), name='nanvid')]))
     ck = save_checkpoint(tmp_path / 'nan.pt', bad, bad.cfg)
     clip = write_video(tmp_path / 'in.mp4', 2)
     rc, err = cli(capsys, clip, '--checkpoint', ck, '--landmarks', tmp_path / 'lm.npy', '--no-progress')
@@ -542,7 +542,7 @@ def test_pickle_carrying_code_is_refused_and_never_runs(tmp_path, tiny_ckpt, cap
     loaders = {'safe_torch_load': lambda: safe_torch_load(evil),
                'safe_torch_load(allow Namespace)': lambda: safe_torch_load(evil, allow=[__import__('argparse').Namespace]),
                'load_checkpoint': lambda: load_checkpoint(evil), 'load_official': lambda: load_official(evil),
-               'video.load_model': lambda: V.load_model(evil)}
+               'video.load_model': lambda: T.load_model(evil)}
     for name, load in loaders.items():
         with pytest.raises(UnsafeCheckpointError) as ei: load()
         assert str(evil) in str(ei.value) and 'refusing' in str(ei.value), (name, ei.value)

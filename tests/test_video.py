@@ -1,7 +1,7 @@
 """The `ldeq-track` console script and the video benchmark script, run as a user would (subprocesses).
 
-The behaviour of `ldeq.video` itself is tested in nbs/12_video.ipynb; here we check what only a separate process
-shows: that the installed entry point `ldeq.video:main` works and reports errors with exit status 2, and that
+The behaviour of `ldeq.track_cli` itself is tested in nbs/12c_track_cli.ipynb; here we check what only a separate process
+shows: that the installed entry point `ldeq.track_cli:main` works and reports errors with exit status 2, and that
 benchmarks/video.py runs end to end and writes its JSON.
 """
 import json

@@ -25,7 +25,7 @@ from ldeq.checkpoint import save_checkpoint, kind_of
 from ldeq.data import open_stills
 from ldeq.synth import ensure_synthetic
 from ldeq.train import evaluate, read_log_csv
-from ldeq.video import model_input_size
+from ldeq.tracking import model_input_size
 
 DEMOS = {'ldeq': 'demo_ldeq', 'stacked_hourglass': 'demo_shg', 'unet': 'demo_unet'}
 EVAL_BATCH = 32
