@@ -6,11 +6,10 @@
 from __future__ import annotations
 import cv2
 import numpy as np
-import torch
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'bbox_to_affine', 'points_to_crop', 'invert_affine', 'points_to_frame', 'crop_image',
-           'normalize_image', 'denormalize_image', 'crop_norm_to_frame', 'frame_to_crop_norm']
+           'normalize_image', 'denormalize_image', 'normalize_array', 'crop_norm_to_frame', 'frame_to_crop_norm']
 
 # %% ../nbs/05_preprocess.ipynb #8b4bb17b
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
@@ -59,6 +58,7 @@ def crop_image(image: np.ndarray, M, size: int) -> np.ndarray:
 # %% ../nbs/05_preprocess.ipynb #608c25c8
 def normalize_image(images) -> torch.Tensor:
     "uint8 RGB (H, W, 3) or (B, H, W, 3) → float32 (B, 3, H, W) normalised with the ImageNet mean and std."
+    import torch
     x = torch.as_tensor(np.ascontiguousarray(images))
     if x.dtype != torch.uint8: raise TypeError(f'normalize_image expects uint8 RGB images, got {x.dtype}')
     if x.ndim == 3: x = x[None]
@@ -70,10 +70,22 @@ def normalize_image(images) -> torch.Tensor:
 
 def denormalize_image(x: torch.Tensor) -> np.ndarray:
     "Inverse of `normalize_image`: (B, 3, H, W) → uint8 RGB (B, H, W, 3), for drawing."
+    import torch
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     y = (x.detach().float() * std + mean).clamp(0, 1).mul(255).round().byte()
     return y.permute(0, 2, 3, 1).cpu().numpy()
+
+# %% ../nbs/05_preprocess.ipynb #ca682592
+def normalize_array(images) -> np.ndarray:
+    "`normalize_image` in numpy (no torch): uint8 RGB (H, W, 3) or (B, H, W, 3) → float32 (B, 3, H, W)."
+    x = np.ascontiguousarray(images)
+    if x.dtype != np.uint8: raise TypeError(f'normalize_array expects uint8 RGB images, got {x.dtype}')
+    if x.ndim == 3: x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3: raise ValueError(f'normalize_array expects (H, W, 3) or (B, H, W, 3), got {x.shape}')
+    x = x.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
+    return (x - mean) / np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
 
 # %% ../nbs/05_preprocess.ipynb #4690abfa
 def crop_norm_to_frame(landmarks, M, size: int) -> np.ndarray:
