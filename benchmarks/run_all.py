@@ -550,7 +550,7 @@ def video_checkpoint(ctx: Context) -> Path | None:
 
 def video_model(ctx: Context, device: torch.device | None = None) -> tuple[torch.nn.Module, str]:
     "The checkpoint's model (must be an LDEQ), else a random LDEQ of the plan's preset; and a description."
-    from ldeq.tracking import load_model
+    from ldeq.checkpoint import load_model
     ck, device = video_checkpoint(ctx), device or ctx.device
     if ck is not None:
         m = load_model(ck, str(device))

@@ -40,7 +40,7 @@ if str(BENCH_DIR) not in sys.path: sys.path.insert(0, str(BENCH_DIR))
 
 import ldeq
 from run_all import cpu_model, jsonable, md_table
-from ldeq.baselines import build_model, load_model
+from ldeq.checkpoint import build_model, load_model
 from ldeq.train import (SeededStills, TrainConfig, make_augment, read_log_csv, run_model_config, stills_root,
                         train_step)
 
@@ -111,7 +111,7 @@ def bf16_native(repeats: int = 5) -> tuple[bool, float]:
 
 def make_model(lever: Lever, trained: bool) -> torch.nn.Module:
     "The model of a lever: the shipped demo weights (trained) or a fresh seed-0 initialisation."
-    if trained: m = load_model(ASSETS / DEMO_FILES[lever.model]).model
+    if trained: m = load_model(ASSETS / DEMO_FILES[lever.model])
     else:
         torch.manual_seed(0)
         m = build_model(lever.model, 'small')

@@ -2,7 +2,7 @@
 
 On the hard and easy videos of a WFLW-V-layout root (by default the embedded synthetic set, generated on first use
 with `ldeq.synth.ensure_synthetic`), with any checkpoint (`--checkpoint`: the demo LDEQ, a published
-LDEQ, or anything `ldeq.tracking.load_model` reads), this measures per subset:
+LDEQ, or anything `ldeq.checkpoint.load_model` reads), this measures per subset:
 
 - frame-by-frame: the model's own solve from z = 0 on every frame (its solver, max_iters, tolerance);
 - RwR (`--rwr-k`, default 2, paper sec. 6.2): warm start from the previous frame, <= k evaluations of f, adaptive stop;
@@ -33,7 +33,8 @@ import torch
 
 from ldeq.filters import EMA, EMA_PAPER_WEIGHTS, select_setting
 from ldeq.model import LDEQ
-from ldeq.tracking import FrameByFrame, RwR, RwRExact, VideoSource, load_model, method_label, track
+from ldeq.checkpoint import load_model
+from ldeq.tracking import FrameByFrame, RwR, RwRExact, VideoSource, method_label, track
 from ldeq.video import read_frames
 from ldeq.video_eval import evaluate_methods, wflwv_items
 

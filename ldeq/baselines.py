@@ -15,13 +15,12 @@ import torch.nn.functional as F
 
 from .model import (LDEQ, LDEQConfig, ConvBlock, Hourglass, Stem, HeatmapNorm, NormKind, softargmax,
                         official_init_, config_to_dict, config_from_dict, count_parameters)
-from .checkpoint import MODEL_KINDS, register_model_kind, load_checkpoint, LoadedCheckpoint
+from .checkpoint import register_model_kind
 
 # %% auto #0
-__all__ = ['UNET_PRESETS', 'SHG_PRESETS', 'MODEL_KIND_NAMES', 'n_parameters', 'BaselineOutput', 'supervised_landmarks',
-           'UNetConfig', 'StackedHourglassConfig', 'UNet', 'HourglassStack', 'StackedHourglass', 'model_config',
-           'build_model', 'model_from_config', 'load_model', 'MemoryMeasurement', 'training_memory',
-           'fig1_memory_table']
+__all__ = ['UNET_PRESETS', 'SHG_PRESETS', 'n_parameters', 'BaselineOutput', 'supervised_landmarks', 'UNetConfig',
+           'StackedHourglassConfig', 'UNet', 'HourglassStack', 'StackedHourglass', 'MemoryMeasurement',
+           'training_memory', 'fig1_memory_table']
 
 # %% ../nbs/09_baselines.ipynb #2b8d0bd1
 @dataclass
@@ -201,38 +200,10 @@ class StackedHourglass(nn.Module):
         return BaselineOutput(lms[-1], h, tuple(lms))
 
 # %% ../nbs/09_baselines.ipynb #2eb73ab7
-register_model_kind('unet', UNetConfig, UNet, UNetConfig.preset)
-register_model_kind('stacked_hourglass', StackedHourglassConfig, StackedHourglass, StackedHourglassConfig.preset)
-MODEL_KIND_NAMES = ('ldeq', 'stacked_hourglass', 'unet')
+register_model_kind('stacked_hourglass', StackedHourglassConfig, StackedHourglass, StackedHourglassConfig.preset,
+                    'Stacked-Hourglass', StackedHourglass)
+register_model_kind('unet', UNetConfig, UNet, UNetConfig.preset, 'UNet', UNet)
 
-def model_config(kind: str, cfg: Any = None, **overrides):
-    "The config of model `kind` from a config object, a preset name, a plain dict or None (defaults), plus overrides."
-    if kind not in MODEL_KINDS: raise ValueError(f'unknown model kind {kind!r}; choose from {sorted(MODEL_KINDS)}')
-    mk = MODEL_KINDS[kind]
-    if cfg is None: cfg = mk.config_cls()
-    elif isinstance(cfg, str):
-        if mk.presets is None: raise ValueError(f'model kind {kind!r} has no presets')
-        cfg = mk.presets(cfg)
-    elif isinstance(cfg, dict): cfg = config_from_dict(mk.config_cls, {'kind': kind, **cfg} if 'kind' not in cfg else cfg, kind)
-    if type(cfg) is not mk.config_cls:
-        raise TypeError(f'model kind {kind!r} needs a {mk.config_cls.__name__}, got {type(cfg).__name__}')
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
-
-def build_model(kind: str, cfg: Any = None, **overrides) -> nn.Module:
-    "Build model `kind` ('ldeq', 'stacked_hourglass', 'unet', ...) from a config / preset name / dict / None."
-    cfg = model_config(kind, cfg, **overrides)
-    return MODEL_KINDS[kind].build(cfg)
-
-def model_from_config(d: dict) -> nn.Module:
-    "Build a model from a plain config dict carrying its 'kind' (the form stored in checkpoints)."
-    if not isinstance(d, dict) or 'kind' not in d: raise ValueError("model_from_config needs a dict with a 'kind' field")
-    return build_model(d['kind'], d)
-
-def load_model(path, map_location='cpu', expect=None) -> LoadedCheckpoint:
-    "Load a trained ldeq checkpoint of any registered kind, strictly, in eval mode (`.model`, `.config`, `.kind`)."
-    lc = load_checkpoint(path, map_location=map_location, expect=expect)
-    lc.model.eval()
-    return lc
 
 # %% ../nbs/09_baselines.ipynb #1fe8849f
 n_parameters = count_parameters   # number of parameters (trainable or not) of a model: `ldeq.model.count_parameters`

@@ -6,10 +6,13 @@
 from __future__ import annotations
 import argparse
 import dataclasses
+import importlib
 import os
 import pickle
+import pickletools
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,11 +25,12 @@ from .model import LDEQ, LDEQConfig, config_from_dict, config_to_dict
 from .solvers import OFFICIAL_PRELOOP
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MODEL_KINDS', 'CheckpointError', 'UnsafeCheckpointError',
+__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MODEL_KINDS', 'MODEL_MODULES', 'CheckpointError', 'UnsafeCheckpointError',
            'safe_torch_load', 'atomic_torch_save', 'check_state_dict', 'load_state_dict_strict',
            'config_from_official_args', 'official_to_evals', 'evals_to_official', 'official_args', 'save_official',
-           'load_official', 'ModelKind', 'register_model_kind', 'kind_of', 'check_plain', 'LoadedCheckpoint',
-           'save_checkpoint', 'config_diff', 'load_checkpoint']
+           'load_official', 'ModelKind', 'model_kinds', 'register_model_kind', 'kind_of', 'model_config', 'build_model',
+           'model_from_config', 'check_plain', 'LoadedCheckpoint', 'save_checkpoint', 'config_diff', 'load_checkpoint',
+           'checkpoint_format', 'load_model']
 
 # %% ../nbs/04_checkpoint.ipynb #1c982606
 class CheckpointError(ValueError):
@@ -205,22 +209,54 @@ class ModelKind:
     config_cls: type
     build: Callable[[Any], nn.Module]
     presets: Callable[[str], Any] | None = None      # preset name -> config, for `expect='name'`
+    label: str = ''                                   # display name (tables, figures)
+    model_cls: type | None = None                     # the class `build` returns, for `kind_of(model)`
 
-MODEL_KINDS: dict[str, ModelKind] = {'ldeq': ModelKind(LDEQConfig, LDEQ, LDEQConfig.preset)}
+MODEL_KINDS: dict[str, ModelKind] = {'ldeq': ModelKind(LDEQConfig, LDEQ, LDEQConfig.preset, 'LDEQ', LDEQ)}
+MODEL_MODULES = ('ldeq.baselines',)   # where the other model kinds are defined and registered
+
+def model_kinds() -> dict[str, ModelKind]:
+    "The complete registry, kind -> ModelKind (imports `MODEL_MODULES` first, so every shipped kind is in it)."
+    for m in MODEL_MODULES: importlib.import_module(m)
+    return MODEL_KINDS
 
 def register_model_kind(kind: str, config_cls: type, build: Callable[[Any], nn.Module],
-                        presets: Callable[[str], Any] | None = None) -> None:
-    "Register a model family (config dataclass + builder) under `kind` for ldeq checkpoints."
+                        presets: Callable[[str], Any] | None = None, label: str = '', model_cls: type | None = None) -> None:
+    "Register a model family (config dataclass + builder) under `kind`, where the model is defined."
     if not dataclasses.is_dataclass(config_cls): raise TypeError(f'{config_cls!r} is not a dataclass')
     for k, v in MODEL_KINDS.items():
         if k != kind and v.config_cls is config_cls: raise ValueError(f'{config_cls.__name__} is already registered as {k!r}')
-    MODEL_KINDS[kind] = ModelKind(config_cls, build, presets)
+    MODEL_KINDS[kind] = ModelKind(config_cls, build, presets, label or kind, model_cls)
 
-def kind_of(config) -> str:
-    "The registered kind of a config object."
-    for k, v in MODEL_KINDS.items():
-        if type(config) is v.config_cls: return k
-    raise ValueError(f'no model kind registered for {type(config).__name__}; use register_model_kind')
+def kind_of(obj) -> str:
+    "The registered kind of a config object or of a model."
+    for k, v in model_kinds().items():
+        if type(obj) is v.config_cls or (v.model_cls is not None and isinstance(obj, v.model_cls)): return k
+    raise ValueError(f'no model kind registered for {type(obj).__name__} (known: {sorted(MODEL_KINDS)}); use register_model_kind')
+
+def model_config(kind: str, cfg: Any = None, **overrides):
+    "The config of model `kind` from a config object, a preset name, a plain dict or None (defaults), plus overrides."
+    kinds = model_kinds()
+    if kind not in kinds: raise ValueError(f'unknown model kind {kind!r}; choose from {sorted(kinds)}')
+    mk = kinds[kind]
+    if cfg is None: cfg = mk.config_cls()
+    elif isinstance(cfg, str):
+        if mk.presets is None: raise ValueError(f'model kind {kind!r} has no presets')
+        cfg = mk.presets(cfg)
+    elif isinstance(cfg, dict): cfg = config_from_dict(mk.config_cls, {'kind': kind, **cfg} if 'kind' not in cfg else cfg, kind)
+    if type(cfg) is not mk.config_cls:
+        raise TypeError(f'model kind {kind!r} needs a {mk.config_cls.__name__}, got {type(cfg).__name__}')
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+def build_model(kind: str, cfg: Any = None, **overrides) -> nn.Module:
+    "Build model `kind` ('ldeq', 'stacked_hourglass', 'unet', ...) from a config / preset name / dict / None."
+    cfg = model_config(kind, cfg, **overrides)
+    return model_kinds()[kind].build(cfg)
+
+def model_from_config(d: dict) -> nn.Module:
+    "Build a model from a plain config dict carrying its 'kind' (the form stored in checkpoints)."
+    if not isinstance(d, dict) or 'kind' not in d: raise ValueError("model_from_config needs a dict with a 'kind' field")
+    return build_model(d['kind'], d)
 
 # %% ../nbs/04_checkpoint.ipynb #a1b88cc7
 _PLAIN = (bool, int, float, str, bytes, type(None))
@@ -273,11 +309,10 @@ def config_diff(a, b, prefix: str = '') -> list[str]:
 
 def load_checkpoint(path, map_location='cpu', expect=None, ignore: Sequence[str] = ()) -> LoadedCheckpoint:
     "Read an ldeq checkpoint with weights_only=True, rebuild config and model (eval mode), load the weights strictly."
-    try: ck = safe_torch_load(path, map_location)
-    except UnsafeCheckpointError as e:
-        if 'argparse.Namespace' not in str(e): raise
+    if checkpoint_format(path) == 'official':
         raise CheckpointError(f'{path} pickles an argparse.Namespace, as the published LDEQ checkpoints do: '
-                              'use load_official for those') from None
+                              'use load_official (or load_model, which reads both formats) for those')
+    ck = safe_torch_load(path, map_location)
     if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_FORMAT:
         hint = " (it looks like a published LDEQ checkpoint: use load_official)" if isinstance(ck, dict) and 'args' in ck else ''
         raise CheckpointError(f'{path} is not an ldeq checkpoint{hint}')
@@ -285,8 +320,9 @@ def load_checkpoint(path, map_location='cpu', expect=None, ignore: Sequence[str]
     missing = [k for k in ('config', 'state_dict', 'train_state', 'meta') if k not in ck]
     if missing: raise CheckpointError(f'{path}: checkpoint lacks {missing}')
     kind = ck['config'].get('kind') if isinstance(ck['config'], dict) else None
-    if kind not in MODEL_KINDS: raise CheckpointError(f'{path}: model kind {kind!r} is not registered (known: {sorted(MODEL_KINDS)})')
-    mk = MODEL_KINDS[kind]
+    kinds = model_kinds()
+    if kind not in kinds: raise CheckpointError(f'{path}: model kind {kind!r} is not registered (known: {sorted(kinds)})')
+    mk = kinds[kind]
     try: config = config_from_dict(mk.config_cls, ck['config'], kind)
     except (ValueError, TypeError) as e: raise CheckpointError(f'{path}: bad config: {e}') from None
     if expect is not None:
@@ -300,3 +336,30 @@ def load_checkpoint(path, map_location='cpu', expect=None, ignore: Sequence[str]
     if isinstance(map_location, (str, torch.device)): model = model.to(map_location)
     load_state_dict_strict(model, ck['state_dict'], str(path))
     return LoadedCheckpoint(model.eval(), config, kind, ck['train_state'], ck['meta'])
+
+# %% ../nbs/04_checkpoint.ipynb #691a7bad
+def _pickle_globals(path) -> set[str]:
+    "The globals ('module.name') referenced by the pickle of a torch zip checkpoint, read with pickletools (nothing is unpickled)."
+    with zipfile.ZipFile(path) as z:
+        name = next((n for n in z.namelist() if n.endswith('data.pkl')), None)
+        data = z.read(name) if name is not None else b''
+    out, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ('GLOBAL', 'INST'): out.add(arg.replace(' ', '.'))
+        elif op.name == 'STACK_GLOBAL' and len(strings) >= 2: out.add(f'{strings[-2]}.{strings[-1]}')
+        elif isinstance(arg, str): strings.append(arg)
+    return out
+
+def checkpoint_format(path) -> str:
+    "'official' for a published-format checkpoint (its pickle names argparse.Namespace), else 'ldeq'; nothing is unpickled."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f'checkpoint {p} does not exist')
+    try: return 'official' if 'argparse.Namespace' in _pickle_globals(p) else 'ldeq'
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError): return 'ldeq'   # not a torch zip: load_checkpoint says what it is
+
+def load_model(path, map_location='cpu', expect=None) -> nn.Module:
+    "A model for inference (eval mode) from either format: the published LDEQ one, or ldeq's (any registered kind, `expect` checked)."
+    if checkpoint_format(path) == 'official':
+        if expect is not None: raise ValueError(f'load_model({path}): expect= applies to ldeq checkpoints; this one is in the published format')
+        return load_official(path, map_location)
+    return load_checkpoint(path, map_location, expect).model.eval()

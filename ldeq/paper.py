@@ -19,26 +19,26 @@ import torch.nn as nn
 
 import ldeq
 from .model import LDEQ
-from .baselines import UNet, StackedHourglass, n_parameters
+from .baselines import n_parameters
 from .train import FirstN, predict
 from .metrics import nme, ced, failure_rate, auc, flicker_per_pair
 from .wflw import ATTRIBUTES, VIDEO_SUBSETS
 from .data import open_stills, detect_layout
 from .filters import EMA, select_setting, paper_grids
-from .tracking import load_model, model_input_size, RwR, RwRExact, method_label
+from .checkpoint import kind_of, load_model, model_kinds
+from .tracking import model_input_size, RwR, RwRExact, method_label
 from .video_eval import evaluate_methods, video_means
 from .progress import stage
 
 # %% auto #0
 __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
-           'demo_checkpoints', 'PaperConfig', 'kind_of_model', 'load_named_model', 'Setup', 'resolve_checkpoints',
-           'prepare', 'describe', 'stills_nmes', 'table1', 'table2', 'subset_counts', 'video_methods', 'video_results',
-           'best_ema', 'table3', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory',
-           'plot_frames', 'plot_fig5', 'plot_ced', 'demo_record', 'plot_learning_curves']
+           'demo_checkpoints', 'PaperConfig', 'load_named_model', 'Setup', 'resolve_checkpoints', 'prepare', 'describe',
+           'stills_nmes', 'table1', 'table2', 'subset_counts', 'video_methods', 'video_results', 'best_ema', 'table3',
+           'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory', 'plot_frames',
+           'plot_fig5', 'plot_ced', 'demo_record', 'plot_learning_curves']
 
 # %% ../nbs/13_paper.ipynb #eaf4a995
-MODELS: dict[str, tuple[str, type]] = {'ldeq': ('LDEQ', LDEQ), 'stacked_hourglass': ('Stacked-Hourglass', StackedHourglass),
-                                       'unet': ('UNet', UNet)}
+MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
 CHECKPOINT_KEYS = tuple(MODELS) + ('ldeq_video',)
 DEMO_FILES = {'ldeq': 'demo_ldeq.pt', 'stacked_hourglass': 'demo_shg.pt', 'unet': 'demo_unet.pt'}
 DATASETS = ('synthetic', 'wflw')
@@ -118,17 +118,11 @@ class PaperConfig:
         return dict(images=None, videos=None, ema=list(grid))
 
 # %% ../nbs/13_paper.ipynb #3b91407d
-def kind_of_model(model: nn.Module) -> str:
-    "The kind ('ldeq', 'stacked_hourglass', 'unet') of a model object."
-    for k, (_, cls) in MODELS.items():
-        if isinstance(model, cls): return k
-    raise TypeError(f'{type(model).__name__} is not one of the paper\'s models {list(MODELS)}')
-
 def load_named_model(key: str, path, device: torch.device | str = 'cpu') -> nn.Module:
     "Load the checkpoint given as `checkpoints[key]`, checking that it holds a model of that kind."
-    model = load_model(path, device=str(device))
+    model = load_model(path, map_location=str(device))
     want = 'ldeq' if key == 'ldeq_video' else key
-    got = kind_of_model(model)
+    got = kind_of(model)
     if got != want: raise ParamError(f'parameter checkpoints[{key!r}]={str(path)!r}: the checkpoint holds a {got!r} model, not {want!r}')
     return model.eval()
 

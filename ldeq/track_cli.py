@@ -15,7 +15,8 @@ import numpy as np
 
 from .model import LDEQ
 from .video import VideoError, BoxTracking, NpyStreamWriter, as_box, box_problem, draw_landmarks, read_frames, video_info
-from .tracking import FrameByFrame, RwR, RwRExact, VideoSource, load_model, method_label, track
+from .checkpoint import load_model
+from .tracking import FrameByFrame, RwR, RwRExact, VideoSource, method_label, track
 
 # %% auto #0
 __all__ = ['build_parser', 'main']

@@ -9,7 +9,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence, Union
 
 import numpy as np
@@ -25,8 +24,8 @@ from .video import VideoError, BoxTracking, as_box, box_from_landmarks, box_prob
 
 # %% auto #0
 __all__ = ['Method', 'FrameByFrame', 'RwR', 'RwRExact', 'Filtered', 'parse_method', 'method_label', 'eq8_objective',
-           'rel_residual', 'Eq8Stats', 'rwr_exact_solve', 'model_input_size', 'eval_mode', 'load_model', 'VideoSource',
-           'FrameResult', 'track', 'TrackResult', 'track_videos']
+           'rel_residual', 'Eq8Stats', 'rwr_exact_solve', 'model_input_size', 'eval_mode', 'VideoSource', 'FrameResult',
+           'track', 'TrackResult', 'track_videos']
 
 # %% ../nbs/12a_tracking.ipynb #886d7923
 @dataclass(frozen=True)
@@ -215,20 +214,6 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     "Device and floating dtype of the model's first parameter (CPU float32 if it has none)."
     p = next(iter(model.parameters()), None)
     return (p.device, p.dtype) if p is not None else (torch.device('cpu'), torch.float32)
-
-def load_model(path, device: str = 'cpu') -> nn.Module:
-    "Load a checkpoint for inference, in eval mode: ldeq's own format (any registered model kind) or the published LDEQ one."
-    import importlib, importlib.util
-    from ldeq.checkpoint import CheckpointError, load_checkpoint, load_official
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f'checkpoint {p}: no such file')
-    for mod in ('ldeq.baselines',):     # registers the baseline model kinds, where that module exists
-        if importlib.util.find_spec(mod) is not None: importlib.import_module(mod)
-    try: model = load_checkpoint(p, map_location=device).model
-    except CheckpointError as e:
-        if 'load_official' not in str(e): raise
-        model = load_official(p, map_location=device)
-    return model.eval()
 
 
 # %% ../nbs/12a_tracking.ipynb #acba126f

@@ -32,9 +32,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from .model import LDEQ, LDEQConfig
-from .baselines import (build_model, model_config, supervised_landmarks, n_parameters, MODEL_KIND_NAMES,
-                            UNetConfig, StackedHourglassConfig)
-from .checkpoint import save_checkpoint, load_checkpoint, CheckpointError
+from .baselines import supervised_landmarks, n_parameters, UNetConfig, StackedHourglassConfig
+from .checkpoint import build_model, model_config, save_checkpoint, load_checkpoint, CheckpointError
 from .metrics import nme as nme_per_image, failure_rate, auc
 from .preprocess import normalize_image
 from .progress import tqdm_bar

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import ldeq
-from ldeq.baselines import load_model, n_parameters
+from ldeq.baselines import n_parameters
+from ldeq.checkpoint import load_model
 from ldeq.checkpoint import CheckpointError, load_checkpoint, safe_torch_load
 
 ASSETS = Path(ldeq.__file__).parent / 'assets'
@@ -56,7 +57,7 @@ def test_demo_model_reproduces_recorded_metrics(kind):
     from ldeq.tracking import model_input_size
     rec = _record()[kind]
     torch.set_num_threads(2)
-    model = load_model(ASSETS / rec['file']).model
+    model = load_model(ASSETS / rec['file'])
     src = open_stills(ensure_synthetic(parts=['stills'], progress=False).wflw, 'test', size=model_input_size(model))
     assert len(src) == rec['test']['images']
     m = evaluate(model, src, batch_size=rec['test']['eval_batch'])

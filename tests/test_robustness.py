@@ -23,7 +23,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ldeq import track_cli as CLI, tracking as T, video as V, video_eval as VE
-from ldeq.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, load_official, load_state_dict_strict,
+from ldeq.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, load_model, load_official, load_state_dict_strict,
                              safe_torch_load, save_checkpoint, save_official)
 from ldeq.data import (WFLW_IMAGES, CroppedRecord, CroppedStills, DataFormatError, LandmarkDataset, WFLWRecord, WFLWStills,
                        iter_video_frames, load_clip, open_stills, wflw_annotation_file, write_precropped_list,
@@ -542,7 +542,7 @@ def test_pickle_carrying_code_is_refused_and_never_runs(tmp_path, tiny_ckpt, cap
     loaders = {'safe_torch_load': lambda: safe_torch_load(evil),
                'safe_torch_load(allow Namespace)': lambda: safe_torch_load(evil, allow=[__import__('argparse').Namespace]),
                'load_checkpoint': lambda: load_checkpoint(evil), 'load_official': lambda: load_official(evil),
-               'video.load_model': lambda: T.load_model(evil)}
+               'checkpoint.load_model': lambda: load_model(evil)}
     for name, load in loaders.items():
         with pytest.raises(UnsafeCheckpointError) as ei: load()
         assert str(evil) in str(ei.value) and 'refusing' in str(ei.value), (name, ei.value)

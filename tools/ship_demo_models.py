@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 import ldeq
-from ldeq.baselines import load_model, n_parameters
-from ldeq.checkpoint import save_checkpoint, kind_of
+from ldeq.baselines import n_parameters
+from ldeq.checkpoint import load_checkpoint, save_checkpoint, kind_of
 from ldeq.data import open_stills
 from ldeq.synth import ensure_synthetic
 from ldeq.train import evaluate, read_log_csv
@@ -40,7 +40,7 @@ def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
     "Copy one trained model into the assets and measure it."
     name = DEMOS[kind]
     src = runs / name / f'{which}.pt'
-    lc = load_model(src)
+    lc = load_checkpoint(src)
     if lc.kind != kind: raise SystemExit(f'{src} holds a {lc.kind!r} model, expected {kind!r}')
     dst = assets / f'{name}.pt'
     save_checkpoint(dst, lc.model, lc.config, train_state=None)
