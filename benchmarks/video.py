@@ -36,7 +36,8 @@ from ldeq.model import LDEQ
 from ldeq.checkpoint import load_model
 from ldeq.tracking import FrameByFrame, RwR, RwRExact, VideoSource, method_label, track
 from ldeq.video import read_frames
-from ldeq.video_eval import evaluate_methods, wflwv_items
+from ldeq.data import wflwv_items
+from ldeq.video_eval import evaluate_methods
 
 
 def default_root() -> Path:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .preprocess import bbox_to_affine, normalize_image, points_to_crop
+from .video import VideoError, read_frames
 from .wflw import ATTRIBUTES, N_LANDMARKS, SUBSET_STEMS, VIDEO_SUBSETS
 
 # %% auto #0
@@ -26,9 +27,9 @@ __all__ = ['SUBSETS', 'PRECROPPED_SPLITS', 'WFLW_IMAGES', 'WFLW_ANNOTATIONS', 'W
            'parse_wflw_line', 'read_wflw_annotations', 'format_wflw_record', 'write_wflw_annotations',
            'wflw_annotation_file', 'CroppedRecord', 'parse_precropped_line', 'read_precropped_list',
            'write_precropped_list', 'precropped_list_file', 'warp_crop', 'read_video_ids', 'iter_video_frames',
-           'count_video_frames', 'VideoClip', 'load_clip', 'WFLWVideos', 'WFLWVWriter', 'detect_layout', 'WFLWStills',
-           'CroppedStills', 'open_stills', 'LandmarkDataset', 'prepare_precropped', 'draw_landmarks', 'landmark_grid',
-           'check_dataset']
+           'count_video_frames', 'VideoClip', 'load_clip', 'WFLWVItem', 'wflwv_items', 'WFLWVideos', 'WFLWVWriter',
+           'detect_layout', 'WFLWStills', 'CroppedStills', 'open_stills', 'LandmarkDataset', 'prepare_precropped',
+           'draw_landmarks', 'landmark_grid', 'check_dataset']
 
 # %% ../nbs/07_data.ipynb #4ebd5cd6
 SUBSETS = {s: k for k, s in enumerate(SUBSET_STEMS)}     # test-subset name (list-file stem) → attribute column
@@ -206,25 +207,21 @@ def read_video_ids(root, subset: str = 'full') -> list[str]:
     return ids
 
 def iter_video_frames(path, expected: Optional[int] = None, rgb: bool = True) -> Iterator[np.ndarray]:
-    "Stream the frames of a video (uint8, RGB unless `rgb` is False); with `expected`, the frame count must match."
+    "Stream the frames of a WFLW-V video (uint8, RGB unless `rgb` is False) with `ldeq.video.read_frames`; with `expected`, the count must match."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'{path}: video not found')
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened(): raise DataFormatError(f'{path}: cannot open the video (unreadable or unsupported)')
-        n = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok: break
-            n += 1
-            if expected is not None and n > expected:
-                raise DataFormatError(f'{path}: the video has more frames than its {expected} annotated frames')
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if rgb else frame
-        if n == 0: raise DataFormatError(f'{path}: no frame could be decoded')
-        if expected is not None and n != expected:
-            raise DataFormatError(f'{path}: the video has {n} frames but {expected} annotated frames')
-    finally:
-        cap.release()
+    n, frames = 0, read_frames(path)
+    while True:
+        try: frame = next(frames, None)
+        except VideoError as e: raise DataFormatError(str(e)) from None     # the reader's one error type
+        if frame is None: break
+        n += 1
+        if expected is not None and n > expected:
+            frames.close()
+            raise DataFormatError(f'{path}: the video has more frames than its {expected} annotated frames')
+        yield frame if rgb else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    if expected is not None and n != expected:
+        raise DataFormatError(f'{path}: the video has {n} frames but {expected} annotated frames')
 
 def count_video_frames(path) -> int:
     "Number of frames of a video, by decoding it."
@@ -294,6 +291,25 @@ def load_clip(root, video_id: str, check_count: bool = True) -> VideoClip:
         if n > 0 and n != len(lm):
             raise DataFormatError(f'{video}: the video reports {n} frames but landmarks and boxes have {len(lm)}')
     return VideoClip(video_id, video, lm, bb)
+
+@dataclass(frozen=True)
+class WFLWVItem:
+    "The files of one WFLW-V video."
+    id: str
+    video: Path
+    landmarks: Path
+    bboxes: Path
+
+def wflwv_items(root, subset: str = 'full') -> list[WFLWVItem]:
+    "The videos of a WFLW-V root's subset (`read_video_ids`), their files checked to exist."
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f'WFLW-V root {root}: no such folder')
+    items = [WFLWVItem(i, root / 'videos' / f'{i}.mp4', root / 'landmarks' / f'{i}.npy', root / 'bboxes' / f'{i}.npy')
+             for i in read_video_ids(root, subset)]
+    for it in items:
+        for p in (it.video, it.landmarks, it.bboxes):
+            if not p.is_file(): raise FileNotFoundError(f'{p}: missing file for video {it.id!r} of {root}')
+    return items
 
 class WFLWVideos:
     "The clips of a WFLW-V root's subset, loaded on access."

@@ -16,55 +16,14 @@ import pandas as pd
 import torch.nn as nn
 
 from .metrics import video_nme, video_nmf
+from .data import WFLWVItem, load_clip, wflwv_items
 from .video import VideoError, BoxTracking, as_box, read_frames
 from .tracking import FrameByFrame, Filtered, RwRExact, VideoSource, TrackResult, parse_method, method_label, track_videos
 
 # %% auto #0
-__all__ = ['SUBSETS', 'WFLWVItem', 'wflwv_items', 'VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep',
-           'plot_tradeoff']
+__all__ = ['VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff']
 
 # %% ../nbs/12b_video_eval.ipynb #86bd2fbd
-SUBSETS = ('hard', 'easy', 'full')
-
-@dataclass(frozen=True)
-class WFLWVItem:
-    "The files of one WFLW-V video."
-    id: str
-    video: Path
-    landmarks: Path
-    bboxes: Path
-
-def wflwv_items(root, subset: str = 'hard') -> list[WFLWVItem]:
-    "The videos of a WFLW-V-layout root for subset 'hard', 'easy' or 'full' (hard then easy), checked to exist."
-    root = Path(root)
-    if subset not in SUBSETS: raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    if not root.is_dir(): raise FileNotFoundError(f'WFLW-V root {root}: no such folder')
-    ids = []
-    for s in (('hard', 'easy') if subset == 'full' else (subset,)):
-        f = root / f'{s}_video_IDs.txt'
-        if not f.is_file(): raise FileNotFoundError(f'{f}: missing ID list for subset {s!r}')
-        try: text = f.read_text(encoding='utf-8')
-        except UnicodeDecodeError as e: raise ValueError(f'{f}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start})') from None
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                if len(line.split()) != 1: raise ValueError(f'{f}, line {n}: expected one video ID, got {line!r}')
-                ids.append(line.strip())
-    if len(set(ids)) != len(ids): raise ValueError(f'{root}: duplicate video IDs in the {subset} list(s)')
-    items = [WFLWVItem(i, root / 'videos' / f'{i}.mp4', root / 'landmarks' / f'{i}.npy', root / 'bboxes' / f'{i}.npy') for i in ids]
-    for it in items:
-        for p in (it.video, it.landmarks, it.bboxes):
-            if not p.is_file(): raise FileNotFoundError(f'{p}: missing file for video {it.id!r} of {root}')
-    return items
-
-def _load_gt(it: WFLWVItem) -> tuple[np.ndarray, np.ndarray]:
-    "Ground-truth landmarks (T, L, 2) and boxes (T, ≥4, memory-mapped) of one video, checked against each other."
-    try: gt, bb = np.load(it.landmarks, allow_pickle=False), np.load(it.bboxes, mmap_mode='r', allow_pickle=False)
-    except (ValueError, OSError) as e: raise VideoError(f'video {it.id!r}: cannot read its .npy files: {e}') from None
-    if gt.ndim != 3 or gt.shape[-1] != 2: raise VideoError(f'{it.landmarks}: landmarks must be (T, L, 2), got {gt.shape}')
-    if bb.ndim != 2 or bb.shape[1] < 4: raise VideoError(f'{it.bboxes}: boxes must be (T, ≥4), got {bb.shape}')
-    if len(bb) != len(gt): raise VideoError(f'video {it.id!r}: {len(gt)} landmark frames in {it.landmarks} but {len(bb)} boxes in {it.bboxes}')
-    return gt.astype(np.float64), bb
-
 @dataclass
 class VideoEval:
     "One method on one subset: per-video table and means over videos."
@@ -109,7 +68,7 @@ def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
 
 def _prepare(root, subset, limit, ids):
     "Items and ground truth of a subset, optionally restricted to `ids` or the first `limit` videos."
-    items = wflwv_items(root, subset)
+    items = wflwv_items(root, subset)                                       # subsets: ldeq.wflw.VIDEO_SUBSETS
     if ids is not None:
         known = {it.id: it for it in items}
         missing = [i for i in ids if i not in known]
@@ -117,8 +76,8 @@ def _prepare(root, subset, limit, ids):
         items = [known[i] for i in ids]
     if limit is not None: items = items[:limit]
     if not items: raise ValueError(f'no videos to evaluate in the {subset} subset of {root}')
-    loaded = [_load_gt(it) for it in items]
-    return items, [g for g, _ in loaded], [b for _, b in loaded]
+    clips = [load_clip(root, it.id, check_count=False) for it in items]    # the one WFLW-V reader (`ldeq.data`)
+    return items, [c.landmarks for c in clips], [c.bboxes for c in clips]
 
 def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-by-frame', *, batch_size: int = 4,
                    limit: int | None = None, ids: Sequence[str] | None = None, boxes: str = 'file',

@@ -446,9 +446,9 @@ def test_read_video_ids(tmp_path, ids, extra, data):
 @example(raw=b'clip1\nclip\xe92\n').via('latin-1 ID')
 def test_video_id_lists_random_bytes(tmp_path, raw):
     """Random bytes as an ID list: `ldeq.data.read_video_ids` gives unique whitespace-free IDs or a DataFormatError
-    naming file and line; `ldeq.video_eval.wflwv_items` a ValueError naming the file (never a bare UnicodeDecodeError) or
+    naming file and line; `ldeq.data.wflwv_items` a ValueError naming the file (never a bare UnicodeDecodeError) or
     FileNotFoundError for a listed video that does not exist."""
-    from ldeq.video_eval import wflwv_items
+    from ldeq.data import wflwv_items
     root = tmp_path / 'r'
     root.mkdir(exist_ok=True)
     p = root / 'hard_video_IDs.txt'

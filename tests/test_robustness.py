@@ -264,7 +264,7 @@ def test_landmark_file_length_differs_from_video(tmp_path, tiny, T_lm):
     assert str(lm_file) in str(ei.value) and '(6, 98, 2)' in str(ei.value), ei.value
     np.save(root / 'bboxes' / 'v1.npy', np.zeros((6, 4)))                  # boxes and landmarks disagree as well
     with pytest.raises(DataFormatError, match=f'{T_lm} landmark frames but 6 box frames'): load_clip(root, 'v1')
-    with pytest.raises(V.VideoError, match=f'{T_lm} landmark frames'): VE.evaluate_video(tiny, root, 'hard', progress=False)
+    with pytest.raises(DataFormatError, match=f'{T_lm} landmark frames but 6 box frames'): VE.evaluate_video(tiny, root, 'hard', progress=False)
 
 
 # ==================================================================== non-face images through the model
