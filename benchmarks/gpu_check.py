@@ -19,7 +19,7 @@ inference   (40 s) The `paper` preset (random weights, eval): images/s of an inf
             128, in fp32 and in bf16 autocast, with the peak GPU memory and the achieved conv TFLOP/s.
 train_step  (50 s) `ldeq.train.train_step` at batch 32 on a random batch: images/s and peak GPU memory
             (torch.cuda.max_memory_allocated) for the implicit and the JFB backward, fp32 and bf16; then Fig. 1 on the
-            GPU, `ldeq.baselines.fig1_memory_table`: one training step's memory for LDEQ implicit at 5, 10, 20 and 40
+            GPU, `ldeq.memory.fig1_memory_table`: one training step's memory for LDEQ implicit at 5, 10, 20 and 40
             iterations (flat: largest / smallest <= 1.10) and unrolled at 5 and 10 (growing), batch 8.
 train_run   (90 s) A real run: `ldeq.train.train(TrainConfig.recipe('paper', dataset='synthetic', ...))` on the
             synthetic stills (640 of them, 40 steps of 16 per epoch, JFB, bf16, up to 8 loader workers), stopped by
@@ -367,7 +367,7 @@ def inference_report(r: dict) -> str:
 def train_step_part(ctx: Ctx) -> dict:
     "Training-step images/s and peak memory per backward and precision; then Fig. 1's memory rows on the device."
     from run_all import ldeq_config, median_time
-    from ldeq.baselines import fig1_memory_table
+    from ldeq.memory import fig1_memory_table
     from ldeq.train import train_step
     p, dev = ctx.plan, ctx.device
     cfg = LDEQConfig.preset(p.preset)
@@ -428,7 +428,7 @@ def train_step_report(r: dict) -> str:
              md_table(['backward', 'precision', 'ms / step', 'images/s', 'forward solver steps', 'peak GPU MiB', 'loss'], steps)]
     if mem:
         c = r.get('checks', {})
-        parts += [f"Fig. 1 on this device (`ldeq.baselines.fig1_memory_table`, batch {r['memory_batch']}, tol 0): one "
+        parts += [f"Fig. 1 on this device (`ldeq.memory.fig1_memory_table`, batch {r['memory_batch']}, tol 0): one "
                   "training step's bytes saved for backward and its peak GPU memory.",
                   md_table(['model', 'setting', 'saved for backward MiB', 'peak GPU MiB', 'peak RSS growth MiB', 's'], mem),
                   f"- LDEQ implicit saved memory flat in the iterations (max/min ×{fmt(r.get('saved_ratio'), '.3f')} ≤ "

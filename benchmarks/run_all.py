@@ -17,7 +17,7 @@ solvers  Solver speed vs torchdeq on the problems of `benchmarks/solvers.py` (im
          Always on CPU (the problems are built on CPU).
 memory   The data behind the paper's Fig. 1: one training step of LDEQ (`implicit` and `unrolled` backward) at K solver
          iterations and of a Stacked-Hourglass with K stacks. Each row runs in a fresh subprocess: a warm-up step,
-         `repeats` timed steps (median = time per step), then one step measured by `ldeq.baselines.training_memory`:
+         `repeats` timed steps (median = time per step), then one step measured by `ldeq.memory.training_memory`:
          the bytes autograd saves for backward (exact, deterministic) and the peak-RSS growth of the step (Linux VmHWM
          reset through /proc/self/clear_refs; CUDA: max_memory_allocated). Before that step glibc is told to serve
          allocations >= 64 KiB with mmap and to trim its heap, so that memory freed by earlier steps cannot hide the
@@ -89,7 +89,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path: sys.path.insert(0, str(BENCH_DIR))   # benchmarks/solvers.py, benchmarks/video.py
 
 import ldeq
-from ldeq.baselines import StackedHourglass, StackedHourglassConfig, _reset_peak_rss, _rss_status, training_memory
+from ldeq.baselines import StackedHourglass, StackedHourglassConfig
+from ldeq.memory import reset_peak_rss, rss_status, training_memory
 from ldeq.model import LDEQ, LDEQConfig, model_cost, time_forward
 from tqdm.auto import tqdm
 
@@ -497,7 +498,7 @@ def video_root(ctx: Context) -> Path:
 def load_clips(root: Path, n_videos: int, n_frames: int) -> list[Clip]:
     "The first `n_frames` frames and boxes of the first `n_videos` videos (hard first, then easy) of a WFLW-V root."
     from ldeq.video import read_frames
-    from ldeq.video_eval import wflwv_items
+    from ldeq.data import wflwv_items
     items = wflwv_items(root, 'full')
     if len(items) < n_videos: raise ValueError(f'{root} has {len(items)} videos, the benchmark needs {n_videos}')
     clips = []
@@ -578,13 +579,13 @@ def length_worker(spec: dict) -> dict:
     tight = malloc_tight()
     cuda = spec['device'].startswith('cuda')
     if cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    reset = _reset_peak_rss()
-    rss0 = _rss_status('VmRSS')
+    reset = reset_peak_rss()
+    rss0 = rss_status('VmRSS')
     n, nfe, t0 = 0, 0.0, time.perf_counter()
     for r in track(model, [stream(spec['n'], 2)], method):
         n += 1; nfe += r.nfe
     secs = time.perf_counter() - t0
-    hwm, rss1 = _rss_status('VmHWM'), _rss_status('VmRSS')
+    hwm, rss1 = rss_status('VmHWM'), rss_status('VmRSS')
     return dict(frames=n, seconds=secs, fps=n / secs, nfe_per_frame=nfe / n,
                 peak_growth_mib=(hwm - rss0) / MIB if reset and hwm is not None and rss0 is not None else None,
                 end_growth_mib=(rss1 - rss0) / MIB if rss1 is not None and rss0 is not None else None,
@@ -614,7 +615,7 @@ def video_estimate(ctx: Context) -> float:
 def video_section(ctx: Context) -> dict:
     "Throughput of frame-by-frame, RwR and batched RwR; memory vs stream length."
     from ldeq.tracking import FrameByFrame, RwR, method_label
-    from ldeq.video_eval import wflwv_items
+    from ldeq.data import wflwv_items
     p = ctx.plan
     root = video_root(ctx)
     clips = load_clips(root, p.video_videos, p.video_frames)

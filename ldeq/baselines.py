@@ -4,8 +4,6 @@
 
 # %% ../nbs/09_baselines.ipynb #ec9d7a07
 from __future__ import annotations
-import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -19,8 +17,7 @@ from .checkpoint import register_model_kind
 
 # %% auto #0
 __all__ = ['UNET_PRESETS', 'SHG_PRESETS', 'n_parameters', 'BaselineOutput', 'supervised_landmarks', 'UNetConfig',
-           'StackedHourglassConfig', 'UNet', 'HourglassStack', 'StackedHourglass', 'MemoryMeasurement',
-           'training_memory', 'fig1_memory_table']
+           'StackedHourglassConfig', 'UNet', 'HourglassStack', 'StackedHourglass']
 
 # %% ../nbs/09_baselines.ipynb #2b8d0bd1
 @dataclass
@@ -207,100 +204,3 @@ register_model_kind('unet', UNetConfig, UNet, UNetConfig.preset, 'UNet', UNet)
 
 # %% ../nbs/09_baselines.ipynb #1fe8849f
 n_parameters = count_parameters   # number of parameters (trainable or not) of a model: `ldeq.model.count_parameters`
-
-# %% ../nbs/09_baselines.ipynb #2b89c9ad
-@dataclass
-class MemoryMeasurement:
-    "Memory of one training step."
-    saved_bytes: int              # distinct storages saved for backward, parameters excluded
-    saved_tensors: int            # number of pack-hook calls (tensors saved, with repeats)
-    peak_rss_delta: int | None    # Linux: peak RSS during the step minus RSS before it (bytes), else None
-    cuda_peak_bytes: int | None   # CUDA: peak allocated bytes during the step, else None
-    seconds: float
-
-    @property
-    def saved_mib(self) -> float: return self.saved_bytes / 2 ** 20
-
-def _rss_status(field: str) -> int | None:
-    "A `/proc/self/status` memory field in bytes (None where unavailable)."
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'): return int(line.split()[1]) * 1024
-    except OSError: return None
-    return None
-
-def _reset_peak_rss() -> bool:
-    "Reset the kernel's peak-RSS counter of this process (Linux ≥ 4.0); False where impossible."
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        return True
-    except OSError: return False
-
-def training_memory(model: nn.Module, batch_size: int = 2, forward_kwargs: dict | None = None, seed: int = 0,
-                    device: str | torch.device | None = None) -> MemoryMeasurement:
-    "Saved-for-backward bytes (and peak RSS / CUDA memory) of one training step of `model` on a random batch."
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model = model.to(device).train()
-    c = model.cfg
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, c.in_channels, c.image_size, c.image_size, generator=g).to(device)
-    target = torch.rand(batch_size, c.n_landmarks, 2, generator=g).to(device)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-    count = 0
-    def pack(t: torch.Tensor):
-        nonlocal count
-        count += 1
-        s = t.untyped_storage()
-        if s.data_ptr() not in params: seen[s.data_ptr()] = max(seen.get(s.data_ptr(), 0), s.nbytes())
-        return t
-    model.zero_grad(set_to_none=True)
-    cuda = device.type == 'cuda'
-    if cuda: torch.cuda.synchronize(device); torch.cuda.reset_peak_memory_stats(device)
-    rss0 = _rss_status('VmRSS') if _reset_peak_rss() else None
-    t0 = time.perf_counter()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x, **(forward_kwargs or {}))
-        loss = sum(F.mse_loss(lm.float(), target) for lm in supervised_landmarks(out))
-    loss.backward()
-    if cuda: torch.cuda.synchronize(device)
-    secs = time.perf_counter() - t0
-    hwm = _rss_status('VmHWM') if rss0 is not None else None
-    model.zero_grad(set_to_none=True)
-    return MemoryMeasurement(sum(seen.values()), count, None if hwm is None else hwm - rss0,
-                             torch.cuda.max_memory_allocated(device) if cuda else None, secs)
-
-# %% ../nbs/09_baselines.ipynb #5b1b3a9f
-def _memory_row(spec: dict) -> dict:
-    "One row of `fig1_memory_table` from a plain spec (model, setting, preset, batch size, seed, device)."
-    torch.manual_seed(spec['seed'])
-    if spec['model'] == 'ldeq':
-        c = LDEQConfig.preset(spec['preset'])
-        c = dataclasses.replace(c, deq=dataclasses.replace(c.deq, backward=spec['backward'], fwd=dataclasses.replace(c.deq.fwd, tol=0.0)))
-        model, kw = LDEQ(c), dict(max_iters=spec['iters'])
-        name, setting = f"LDEQ ({spec['backward']})", f"{spec['iters']} iterations"
-    else:
-        model, kw = StackedHourglass(StackedHourglassConfig.preset(spec['preset'], n_stacks=spec['stacks'])), None
-        name, setting = 'Stacked-Hourglass', f"{spec['stacks']} stacks"
-    m = training_memory(model, spec['batch_size'], kw, spec['seed'], spec['device'])
-    return dict(model=name, setting=setting, params=n_parameters(model), saved_mib=m.saved_mib,
-                peak_rss_mib=None if m.peak_rss_delta is None else m.peak_rss_delta / 2 ** 20,
-                cuda_peak_mib=None if m.cuda_peak_bytes is None else m.cuda_peak_bytes / 2 ** 20, seconds=m.seconds)
-
-def fig1_memory_table(preset: str = 'small', batch_size: int = 4, ldeq_iters: Sequence[int] = (5, 20),
-                      shg_stacks: Sequence[int] = (2, 8), backwards: Sequence[str] = ('implicit', 'jfb', 'unrolled'),
-                      seed: int = 0, device: str | None = None, isolate: bool = False) -> list[dict]:
-    "Rows (model, setting, params, saved MiB, peak RSS MiB, CUDA peak MiB, seconds) of one training step's memory."
-    import json, subprocess, sys
-    specs = [dict(model='ldeq', backward=bw, iters=k) for bw in backwards for k in ldeq_iters]
-    specs += [dict(model='stacked_hourglass', stacks=k) for k in shg_stacks]
-    rows = []
-    for sp in specs:
-        sp.update(preset=preset, batch_size=batch_size, seed=seed, device=device)
-        if not isolate: rows.append(_memory_row(sp)); continue
-        code = 'import json, sys; from ldeq.baselines import _memory_row; print(json.dumps(_memory_row(json.loads(sys.argv[1]))))'
-        r = subprocess.run([sys.executable, '-c', code, json.dumps(sp)], capture_output=True, text=True)
-        if r.returncode: raise RuntimeError(f'memory measurement {sp} failed:\n{r.stderr[-2000:]}')
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    return rows

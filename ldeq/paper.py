@@ -335,7 +335,7 @@ def save_figure(fig, out_dir, name: str, dpi: int = 120) -> Path:
 
 # %% ../nbs/13_paper.ipynb #77100426
 def plot_fig1(rows: Sequence[dict], ax=None, value: str = 'saved_mib'):
-    "Fig. 1: training memory vs refinement stages, from `ldeq.baselines.fig1_memory_table` rows."
+    "Fig. 1: training memory vs refinement stages, from `ldeq.memory.fig1_memory_table` rows."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.6))
     by: dict[str, list] = {}
