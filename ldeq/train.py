@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .model import LDEQ, LDEQConfig
 from .baselines import supervised_landmarks, n_parameters, UNetConfig, StackedHourglassConfig
-from .checkpoint import build_model, model_config, save_checkpoint, load_checkpoint, CheckpointError
+from .checkpoint import build_model, model_config, model_kinds, save_checkpoint, load_checkpoint, CheckpointError
 from .metrics import nme as nme_per_image, failure_rate, auc
 from .preprocess import normalize_image
 from .progress import tqdm_bar
@@ -47,7 +47,7 @@ def _f(default, help: str, **kw):
 @dataclass
 class TrainConfig:
     "Every setting of a training run (model, data, optimisation, schedule, devices, checkpointing, logging)."
-    model: Literal['ldeq', 'stacked_hourglass', 'unet'] = _f('ldeq', 'model kind')
+    model: Literal[tuple(model_kinds())] = _f('ldeq', 'model kind')     # the registry's kinds (ldeq.checkpoint)
     preset: str = _f('small', "model preset ('paper', 'small', 'tiny')")
     backward: Literal['implicit', 'jfb', 'unrolled'] | None = _f(None, "LDEQ backward mode (default: the preset's, implicit)")
     solver_iters: int | None = _f(None, "LDEQ forward solver cap of the model (validation, inference; default: the preset's)")
