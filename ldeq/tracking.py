@@ -21,6 +21,7 @@ from .model import LDEQ
 from .solvers import SolverConfig
 from .filters import TrajFilter, EMA, SavitzkyGolay, OneEuro
 from .video import VideoError, BoxTracking, as_box, box_from_landmarks, box_problem
+from .detect import NoFaceError
 
 # %% auto #0
 __all__ = ['Method', 'FrameByFrame', 'RwR', 'RwRExact', 'Filtered', 'parse_method', 'method_label', 'eq8_objective',
@@ -290,6 +291,7 @@ class VideoSource:
     frames: Iterable[np.ndarray]
     boxes: Any = None                 # per-frame boxes (T, ≥4), x1 y1 x2 y2 first; None = track from the landmarks
     init_box: Any = None              # tracking only: the box to bootstrap from (None = the whole frame)
+    detector: Callable[[np.ndarray], Any] | None = None   # tracking only: finds the face again (box or None) when a tracked box fails
     name: str = ''
     n_frames: int | None = None       # for progress bars only
 
@@ -321,6 +323,15 @@ class _Stream:
             if shp is not None and (len(shp) != 2 or shp[1] < 4):
                 raise VideoError(f'{self.name}: boxes must be (T, ≥4) with x1, y1, x2, y2 first, got shape {tuple(shp)}')
         self.ref = None if src.init_box is None else as_box(src.init_box, f'{self.name}: init_box')
+        self.detector = src.detector
+
+    def restart_box(self) -> np.ndarray:
+        "The box to (re-)bootstrap from: a new detection if a detector finds a face, else the last such box or init_box, else the whole frame."
+        if self.detector is not None:
+            b = self.detector(self.frame)
+            if b is not None: self.ref = as_box(b, f'{self.name}: detector box on frame {self.t}')
+            elif self.ref is None: raise NoFaceError(f'{self.name}: no face found on frame {self.t} (and no earlier box to start from)')
+        return self.ref if self.ref is not None else _whole_frame(self.frame.shape)
 
     def advance(self) -> bool:
         "Read the next frame; False when the video has ended (after checking the box count)."
@@ -352,7 +363,7 @@ def _step(pred: _Predictor, slots: list[_Stream], tracking: BoxTracking) -> list
         else:
             b = None if s.lm is None else box_from_landmarks(s.lm)
             if b is not None and box_problem(b, s.frame.shape, s.box, tracking) is None: boxes[j] = b
-            else: boot[j], boxes[j] = True, (s.ref if s.ref is not None else _whole_frame(s.frame.shape))
+            else: boot[j], boxes[j] = True, s.restart_box()
     out: list[dict | None] = [None] * n
     def put(idx, p: _Pred, extra_nfe=None, bootstrapped=False):
         for a, j in enumerate(idx):
@@ -368,7 +379,7 @@ def _step(pred: _Predictor, slots: list[_Stream], tracking: BoxTracking) -> list
         for a in range(len(warm)):        # RwR failed: start this frame afresh (tracking: from the reference box)
             if a not in ok:
                 j = warm[a]; spent[j] = p.nfe[a]
-                if slots[j].boxes is None: boot[j], boxes[j] = True, (slots[j].ref if slots[j].ref is not None else _whole_frame(slots[j].frame.shape))
+                if slots[j].boxes is None: boot[j], boxes[j] = True, slots[j].restart_box()
     fresh = [j for j in range(n) if out[j] is None and not boot[j]]
     if fresh:
         p = pred.fresh([slots[j].frame for j in fresh], [boxes[j] for j in fresh])
