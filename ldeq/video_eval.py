@@ -23,7 +23,7 @@ from .tracking import FrameByFrame, Filtered, RwRExact, VideoSource, TrackResult
 # %% auto #0
 __all__ = ['VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff']
 
-# %% ../nbs/12b_video_eval.ipynb #86bd2fbd
+# %% ../nbs/12b_video_eval.ipynb #4881631f
 @dataclass
 class VideoEval:
     "One method on one subset: per-video table and means over videos."
@@ -59,6 +59,8 @@ def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult]
     t = pd.DataFrame(rows)
     return VideoEval(method, subset, t, **video_means(t), predictions={it.id: r.landmarks for it, r in zip(items, results)} if keep else None)
 
+
+# %% ../nbs/12b_video_eval.ipynb #a862e1ef
 def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
     "VideoSources for WFLW-V items: file boxes, or tracking from the first file box."
     if boxes not in ('file', 'track'): raise ValueError(f"boxes must be 'file' or 'track', got {boxes!r}")
@@ -90,6 +92,8 @@ def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-b
                        total=sum(len(g) for g in gts))
     return _video_eval(method_label(m), subset, items, gts, res, nmf_mode, keep_predictions)
 
+
+# %% ../nbs/12b_video_eval.ipynb #cf4b251c
 def evaluate_methods(model: nn.Module, root, subset: str = 'hard', methods: Sequence = ('frame-by-frame', 'rwr:2'),
                      **kwargs) -> tuple[pd.DataFrame, dict[str, VideoEval]]:
     "Evaluate several methods (filters share one frame-by-frame run); returns the summary table and each VideoEval."
@@ -138,3 +142,4 @@ def plot_tradeoff(table: pd.DataFrame, ax=None, title: str | None = None):
     ax.set_xlabel('NMF (eq. 11, lower = steadier)'); ax.set_ylabel('NME % (eq. 10, lower = more accurate)')
     if title: ax.set_title(title)
     return ax
+
