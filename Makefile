@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed gpu-check demo-models tables figures clean
+.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures clean
 
 env: $(VENV)/.installed
 
@@ -52,6 +52,10 @@ bench: env
 # adds the side-by-side accuracy runs (about 15 minutes on 2 cores).
 train-speed: env
 	$(BIN)/python benchmarks/train_speed.py --out out/bench/train_speed
+
+# Real-time tracking (issue 16): ~5 minutes on a quiet 2-core machine; results in out/bench/track_speed.
+track-speed: env
+	$(BIN)/python benchmarks/track_speed.py --out out/bench/track_speed
 
 # The GPU path in one command (<= 8 minutes on one GPU; README "On a GPU"): report.md and gpu_check.json in out/gpu_check.
 gpu-check: env

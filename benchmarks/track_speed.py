@@ -1,6 +1,6 @@
 """Real-time tracking on 2 cores (issue 16): frames/s end to end and per stage, quiet and beside one busy process.
 
-    python benchmarks/track_speed.py --out out/bench/track_speed [--frames 120] [--sizes 640x480,1280x720]
+    python benchmarks/track_speed.py --out out/bench/track_speed [--frames 100] [--sizes 640x480,1280x720]
 
 For each input size a synthetic clip is rendered once (the benchmark's own face renderer, written as mp4 with
 mp4v) and tracked with the shipped demo LDEQ + RwR (k = 2) through the whole pipeline: decode (OpenCV), the box
@@ -72,7 +72,7 @@ class TorchSolver:
 
     def solve(self, x, z_prev):
         with self.torch.no_grad():
-            out = self.model(x) if z_prev is None else self.model(x, z0=z_prev, solver=self.solver)
+            out = self.model(x) if z_prev is None else self.model(x, z0=z_prev, solver=self.solver, extra_step=False)   # as ldeq.tracking's warm frames
         return out.landmarks[0].numpy(), out.z_star
 
 
@@ -140,7 +140,7 @@ class Competitor:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='out/bench/track_speed')
-    ap.add_argument('--frames', type=int, default=120)
+    ap.add_argument('--frames', type=int, default=100)
     ap.add_argument('--sizes', default='640x480,1280x720')
     ap.add_argument('--backends', default='torch2,torch-rule,onnx')
     a = ap.parse_args(argv)

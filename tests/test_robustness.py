@@ -244,7 +244,7 @@ def test_truncated_video_with_intact_header(tmp_path, tiny, tiny_ckpt, capsys, t
     np.save(tmp_path / 'boxes.npy', boxes)
     rc, err = cli(capsys, p, '--checkpoint', tiny_ckpt, '--boxes', tmp_path / 'boxes.npy', '--landmarks', tmp_path / 'a.npy', '--no-progress')
     assert rc == 2 and str(p) in err and not (tmp_path / 'a.npy').exists()
-    rc, err = cli(capsys, p, '--checkpoint', tiny_ckpt, '--landmarks', tmp_path / 'b.npy', '--no-progress')
+    rc, err = cli(capsys, p, '--checkpoint', tiny_ckpt, '--whole-frame', '--landmarks', tmp_path / 'b.npy', '--no-overlay', '--no-progress')
     assert rc == 0 and np.load(tmp_path / 'b.npy').shape == (n, 98, 2)
     assert 'warning' in err and f'{n} of the 20 frames' in err, err
 
@@ -493,7 +493,7 @@ def test_ldeq_with_nan_weights_is_flagged_not_crashed(tiny, tmp_path, capsys):
         list(T.track(bad.eval(), [T.VideoSource(iter(frames), boxes=np.tile([4., 4., 60., 44.], (2, 1)), name='nanvid')]))
     ck = save_checkpoint(tmp_path / 'nan.pt', bad, bad.cfg)
     clip = write_video(tmp_path / 'in.mp4', 2)
-    rc, err = cli(capsys, clip, '--checkpoint', ck, '--landmarks', tmp_path / 'lm.npy', '--no-progress')
+    rc, err = cli(capsys, clip, '--checkpoint', ck, '--whole-frame', '--landmarks', tmp_path / 'lm.npy', '--no-overlay', '--no-progress')
     assert rc == 2 and 'non-finite landmarks' in err and not (tmp_path / 'lm.npy').exists()
 
 
