@@ -33,7 +33,7 @@ def supervised_landmarks(out) -> list[torch.Tensor]:
     stacks = getattr(out, 'stack_landmarks', None)
     return list(stacks) if stacks else [out.landmarks]
 
-# %% ../nbs/09_baselines.ipynb #cca92148
+# %% ../nbs/09_baselines.ipynb #2c0ffa76
 def _check_positive(cfg, names: Sequence[str]) -> None:
     "Raise ValueError naming the first field of `cfg` in `names` that is not a positive int."
     for name in names:
@@ -41,6 +41,7 @@ def _check_positive(cfg, names: Sequence[str]) -> None:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f'{type(cfg).__name__}.{name} must be a positive int, got {v!r}')
 
+# %% ../nbs/09_baselines.ipynb #3db4f3b6
 def _check_geometry(cfg) -> None:
     "Stem and hourglass constraints shared by the baseline configs."
     n = type(cfg).__name__
@@ -53,6 +54,7 @@ def _check_geometry(cfg) -> None:
         if getattr(cfg, name) not in ('bn', 'gn', 'none'): raise ValueError(f"{n}.{name} must be 'bn', 'gn' or 'none', got {getattr(cfg, name)!r}")
     if cfg.width_increment < 0: raise ValueError(f'{n}.width_increment must be >= 0, got {cfg.width_increment}')
 
+# %% ../nbs/09_baselines.ipynb #1959dc82
 @dataclass
 class UNetConfig:
     "A single-pass hourglass (UNet) landmark model: stem → block → hourglass → head → σ_T → Φ."
@@ -84,6 +86,7 @@ class UNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> 'UNetConfig': return config_from_dict(cls, d, 'unet')
 
+# %% ../nbs/09_baselines.ipynb #d65ca746
 @dataclass
 class StackedHourglassConfig:
     "K stacked hourglasses with intermediate supervision (Fig. 1(a))."
@@ -116,6 +119,7 @@ class StackedHourglassConfig:
     @classmethod
     def from_dict(cls, d: dict) -> 'StackedHourglassConfig': return config_from_dict(cls, d, 'stacked_hourglass')
 
+# %% ../nbs/09_baselines.ipynb #92bf3fed
 def _preset(cls, table: dict, name: str, overrides: dict):
     "Build `cls` from preset `name` of `table` plus field overrides."
     if name not in table: raise ValueError(f'unknown {cls.__name__} preset {name!r}; choose from {sorted(table)}')

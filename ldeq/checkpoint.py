@@ -32,15 +32,17 @@ __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MODEL_KINDS', 'MODEL_MODU
            'model_from_config', 'check_plain', 'LoadedCheckpoint', 'save_checkpoint', 'config_diff', 'load_checkpoint',
            'checkpoint_format', 'load_model']
 
-# %% ../nbs/04_checkpoint.ipynb #1c982606
+# %% ../nbs/04_checkpoint.ipynb #488eb2c8
 class CheckpointError(ValueError):
     "A checkpoint that does not fit: unreadable file, wrong format, mismatched keys, shapes or configuration."
 
+# %% ../nbs/04_checkpoint.ipynb #a387c080
 class UnsafeCheckpointError(CheckpointError):
     "A checkpoint whose pickle references objects outside the allow-list (it could run code when unpickled)."
 
 _GLOBAL_RE = re.compile(r'GLOBAL ([\w.]+)')
 
+# %% ../nbs/04_checkpoint.ipynb #773d709b
 def safe_torch_load(path, map_location='cpu', allow: Sequence[type] = ()) -> Any:
     "`torch.load(weights_only=True)`, allowing only the globals in `allow`; clear errors for unsafe or corrupt files."
     path = Path(path)
@@ -67,6 +69,7 @@ def safe_torch_load(path, map_location='cpu', allow: Sequence[type] = ()) -> Any
         raise CheckpointError(f'{path} is not a readable checkpoint (corrupt or truncated?): {type(e).__name__}'
                               f'{": " + first if first else ""}') from None
 
+# %% ../nbs/04_checkpoint.ipynb #184bcb8f
 def atomic_torch_save(obj: Any, path) -> Path:
     "`torch.save` to a temporary file next to `path`, fsync, then `os.replace` onto `path`."
     path = Path(path)
@@ -200,9 +203,10 @@ def load_official(path, map_location='cpu') -> LDEQ:
     model = LDEQ(cfg).to(map_location if isinstance(map_location, (str, torch.device)) else 'cpu')
     return load_state_dict_strict(model, sd, str(path)).eval()
 
-# %% ../nbs/04_checkpoint.ipynb #9fef0cc3
+# %% ../nbs/04_checkpoint.ipynb #25f22b20
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'ldeq-checkpoint', 1
 
+# %% ../nbs/04_checkpoint.ipynb #8c673e0f
 @dataclass
 class ModelKind:
     "A model family that ldeq checkpoints can hold."
@@ -215,11 +219,13 @@ class ModelKind:
 MODEL_KINDS: dict[str, ModelKind] = {'ldeq': ModelKind(LDEQConfig, LDEQ, LDEQConfig.preset, 'LDEQ', LDEQ)}
 MODEL_MODULES = ('ldeq.baselines',)   # where the other model kinds are defined and registered
 
+# %% ../nbs/04_checkpoint.ipynb #e9a0e807
 def model_kinds() -> dict[str, ModelKind]:
     "The complete registry, kind -> ModelKind (imports `MODEL_MODULES` first, so every shipped kind is in it)."
     for m in MODEL_MODULES: importlib.import_module(m)
     return MODEL_KINDS
 
+# %% ../nbs/04_checkpoint.ipynb #cb48c2aa
 def register_model_kind(kind: str, config_cls: type, build: Callable[[Any], nn.Module],
                         presets: Callable[[str], Any] | None = None, label: str = '', model_cls: type | None = None) -> None:
     "Register a model family (config dataclass + builder) under `kind`, where the model is defined."
@@ -228,12 +234,14 @@ def register_model_kind(kind: str, config_cls: type, build: Callable[[Any], nn.M
         if k != kind and v.config_cls is config_cls: raise ValueError(f'{config_cls.__name__} is already registered as {k!r}')
     MODEL_KINDS[kind] = ModelKind(config_cls, build, presets, label or kind, model_cls)
 
+# %% ../nbs/04_checkpoint.ipynb #fd54f466
 def kind_of(obj) -> str:
     "The registered kind of a config object or of a model."
     for k, v in model_kinds().items():
         if type(obj) is v.config_cls or (v.model_cls is not None and isinstance(obj, v.model_cls)): return k
     raise ValueError(f'no model kind registered for {type(obj).__name__} (known: {sorted(MODEL_KINDS)}); use register_model_kind')
 
+# %% ../nbs/04_checkpoint.ipynb #41b5b546
 def model_config(kind: str, cfg: Any = None, **overrides):
     "The config of model `kind` from a config object, a preset name, a plain dict or None (defaults), plus overrides."
     kinds = model_kinds()
@@ -248,19 +256,22 @@ def model_config(kind: str, cfg: Any = None, **overrides):
         raise TypeError(f'model kind {kind!r} needs a {mk.config_cls.__name__}, got {type(cfg).__name__}')
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
 
+# %% ../nbs/04_checkpoint.ipynb #5c6d9f09
 def build_model(kind: str, cfg: Any = None, **overrides) -> nn.Module:
     "Build model `kind` ('ldeq', 'stacked_hourglass', 'unet', ...) from a config / preset name / dict / None."
     cfg = model_config(kind, cfg, **overrides)
     return model_kinds()[kind].build(cfg)
 
+# %% ../nbs/04_checkpoint.ipynb #9c23f0ff
 def model_from_config(d: dict) -> nn.Module:
     "Build a model from a plain config dict carrying its 'kind' (the form stored in checkpoints)."
     if not isinstance(d, dict) or 'kind' not in d: raise ValueError("model_from_config needs a dict with a 'kind' field")
     return build_model(d['kind'], d)
 
-# %% ../nbs/04_checkpoint.ipynb #a1b88cc7
+# %% ../nbs/04_checkpoint.ipynb #2b83f031
 _PLAIN = (bool, int, float, str, bytes, type(None))
 
+# %% ../nbs/04_checkpoint.ipynb #0ce556f6
 def check_plain(obj: Any, where: str = 'train_state') -> None:
     "Raise TypeError naming the first value that `torch.load(weights_only=True)` would refuse."
     if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN: return     # exact types: np.float64 is a float subclass
@@ -276,6 +287,7 @@ def check_plain(obj: Any, where: str = 'train_state') -> None:
     raise TypeError(f'{where} is a {type(obj).__module__}.{type(obj).__name__}, which weights_only loading refuses; '
                     'store tensors, Python scalars, strings and lists/tuples/dicts of them')
 
+# %% ../nbs/04_checkpoint.ipynb #532ca221
 @dataclass
 class LoadedCheckpoint:
     "What `load_checkpoint` returns."
@@ -285,6 +297,7 @@ class LoadedCheckpoint:
     train_state: dict | None
     meta: dict
 
+# %% ../nbs/04_checkpoint.ipynb #0f96d6cd
 def save_checkpoint(path, model: nn.Module, config, train_state: dict | None = None) -> Path:
     "Write an ldeq checkpoint (plain data only: config dict with 'kind', weights, training state), atomically."
     kind = kind_of(config)
@@ -297,6 +310,7 @@ def save_checkpoint(path, model: nn.Module, config, train_state: dict | None = N
            'train_state': train_state, 'meta': {'ldeq': str(ldeq.__version__), 'torch': str(torch.__version__)}}
     return atomic_torch_save(obj, path)
 
+# %% ../nbs/04_checkpoint.ipynb #aa16483a
 def config_diff(a, b, prefix: str = '') -> list[str]:
     "Fields that differ between two config dataclasses, as 'path: a != b' (nested dataclasses by dotted path)."
     if type(a) is not type(b): return [f'{prefix or "config"}: {type(a).__name__} != {type(b).__name__}']
@@ -307,6 +321,7 @@ def config_diff(a, b, prefix: str = '') -> list[str]:
         elif va != vb: out.append(f'{prefix}{f.name}: {va!r} != {vb!r}')
     return out
 
+# %% ../nbs/04_checkpoint.ipynb #ca60d4d0
 def load_checkpoint(path, map_location='cpu', expect=None, ignore: Sequence[str] = ()) -> LoadedCheckpoint:
     "Read an ldeq checkpoint with weights_only=True, rebuild config and model (eval mode), load the weights strictly."
     if checkpoint_format(path) == 'official':

@@ -31,18 +31,21 @@ __all__ = ['SUBSETS', 'PRECROPPED_SPLITS', 'WFLW_IMAGES', 'WFLW_ANNOTATIONS', 'W
            'detect_layout', 'WFLWStills', 'CroppedStills', 'open_stills', 'LandmarkDataset', 'prepare_precropped',
            'draw_landmarks', 'landmark_grid', 'check_dataset']
 
-# %% ../nbs/07_data.ipynb #4ebd5cd6
+# %% ../nbs/07_data.ipynb #3e969a50
 SUBSETS = {s: k for k, s in enumerate(SUBSET_STEMS)}     # test-subset name (list-file stem) → attribute column
 PRECROPPED_SPLITS = ('train', 'test') + tuple(f'test_{s}' for s in SUBSETS)
 WFLW_IMAGES = 'WFLW_images'
 WFLW_ANNOTATIONS = 'WFLW_annotations/list_98pt_rect_attr_train_test'
 
+# %% ../nbs/07_data.ipynb #867a70d9
 class DataFormatError(ValueError):
     "A dataset file that does not follow its format; the message names the file (and line)."
 
+# %% ../nbs/07_data.ipynb #1b01a21c
 def _where(path, lineno: Optional[int] = None) -> str:
     return f'{path}:{lineno}' if lineno is not None else str(path)
 
+# %% ../nbs/07_data.ipynb #7dc75ba6
 def _atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` through a temporary file in the same folder and an atomic rename."
     path = Path(path)
@@ -59,6 +62,7 @@ def _atomic_write_text(path, text: str) -> Path:
 # a plain decimal: ASCII digits, optional sign, point and exponent (float() alone would also take '1_000', 'nan', '١٢')
 _DECIMAL = re.compile(r'[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?')
 
+# %% ../nbs/07_data.ipynb #cf5dad50
 def _numbers(fields: Sequence[str], path, lineno: int, first_field: int = 0) -> np.ndarray:
     "Parse fields as finite plain decimals; a bad one is an error naming file, line and field (1-based)."
     out = np.empty(len(fields))
@@ -71,6 +75,7 @@ def _numbers(fields: Sequence[str], path, lineno: int, first_field: int = 0) -> 
         out[k] = v
     return out
 
+# %% ../nbs/07_data.ipynb #f89b3dc4
 def _image_path_problem(p: str) -> Optional[str]:
     "Why `p` cannot be an image path relative to a dataset folder, or None."
     if not p or any(c.isspace() for c in p): return 'is empty or has whitespace'
@@ -78,6 +83,7 @@ def _image_path_problem(p: str) -> Optional[str]:
         return "leaves the image folder (absolute, or with a '..' part); it must be relative to that folder"
     return None
 
+# %% ../nbs/07_data.ipynb #e3d3c50f
 def _read_lines(path) -> list[tuple[int, str]]:
     "The non-blank lines of a UTF-8 text file (a leading byte-order mark dropped) with their 1-based numbers."
     path = Path(path)
@@ -90,7 +96,7 @@ def _read_lines(path) -> list[tuple[int, str]]:
     with io.TextIOWrapper(io.BytesIO(raw), encoding='utf-8-sig') as f:    # universal newlines, as open() reads
         return [(i, line) for i, line in enumerate(f, 1) if line.strip()]
 
-# %% ../nbs/07_data.ipynb #26e8e4a8
+# %% ../nbs/07_data.ipynb #ca1a7b06
 @dataclass
 class WFLWRecord:
     "One face of an official WFLW annotation line."
@@ -101,6 +107,7 @@ class WFLWRecord:
 
 WFLW_FIELDS = 2 * N_LANDMARKS + 4 + 6 + 1
 
+# %% ../nbs/07_data.ipynb #04ed47ef
 def parse_wflw_line(line: str, path='<string>', lineno: int = 1) -> WFLWRecord:
     "Parse one line of `list_98pt_rect_attr_*.txt` (207 fields)."
     f = line.split()
@@ -116,12 +123,15 @@ def parse_wflw_line(line: str, path='<string>', lineno: int = 1) -> WFLWRecord:
     if why: raise DataFormatError(f'{_where(path, lineno)}: image path {f[206]!r} (field 207) {why}')
     return WFLWRecord(nums[:196].reshape(N_LANDMARKS, 2), nums[196:200], flags.astype(np.int64), f[206])
 
+# %% ../nbs/07_data.ipynb #4ca13d9e
 def read_wflw_annotations(path) -> list[WFLWRecord]:
     "All faces of an official WFLW annotation file."
     return [parse_wflw_line(line, path, i) for i, line in _read_lines(path)]
 
+# %% ../nbs/07_data.ipynb #e8d6a4b7
 def _fmt(v: float) -> str: return f'{v:.6f}'
 
+# %% ../nbs/07_data.ipynb #a1827bdf
 def format_wflw_record(r: WFLWRecord) -> str:
     "One annotation line (no newline) for a record; coordinates with 6 decimals."
     lm, box, att = np.asarray(r.landmarks, float), np.asarray(r.bbox, float), np.asarray(r.attributes)
@@ -134,10 +144,12 @@ def format_wflw_record(r: WFLWRecord) -> str:
     if why: raise ValueError(f'image path {r.image!r} {why}')
     return ' '.join([*map(_fmt, lm.ravel()), *map(_fmt, box), *(str(int(a)) for a in att), r.image])
 
+# %% ../nbs/07_data.ipynb #5a2d1b59
 def write_wflw_annotations(path, records: Iterable[WFLWRecord]) -> Path:
     "Write an official WFLW annotation file."
     return _atomic_write_text(path, ''.join(format_wflw_record(r) + '\n' for r in records))
 
+# %% ../nbs/07_data.ipynb #a38b62d8
 def wflw_annotation_file(root, split: str) -> Path:
     "`<root>/WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_<split>.txt`."
     if split not in ('train', 'test'): raise ValueError(f"official WFLW split must be 'train' or 'test', got {split!r}")
@@ -191,7 +203,7 @@ def warp_crop(image: np.ndarray, M, size: int, antialias: bool = True) -> np.nda
         M = np.concatenate([M[:, :2] * k, (M[:, 2] + M[:, :2] @ np.full(2, (k - 1) / 2))[:, None]], 1)
     return cv2.warpAffine(image, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-# %% ../nbs/07_data.ipynb #a09f887d
+# %% ../nbs/07_data.ipynb #ce98d14e
 def read_video_ids(root, subset: str = 'full') -> list[str]:
     "Video IDs of a WFLW-V root: 'hard', 'easy', or 'full' (hard then easy)."
     if subset not in VIDEO_SUBSETS: raise ValueError(f'WFLW-V subset must be one of {VIDEO_SUBSETS}, got {subset!r}')
@@ -206,6 +218,7 @@ def read_video_ids(root, subset: str = 'full') -> list[str]:
             ids.append(f[0])
     return ids
 
+# %% ../nbs/07_data.ipynb #31efe171
 def iter_video_frames(path, expected: Optional[int] = None, rgb: bool = True) -> Iterator[np.ndarray]:
     "Stream the frames of a WFLW-V video (uint8, RGB unless `rgb` is False) with `ldeq.video.read_frames`; with `expected`, the count must match."
     path = Path(path)
@@ -223,10 +236,12 @@ def iter_video_frames(path, expected: Optional[int] = None, rgb: bool = True) ->
     if expected is not None and n != expected:
         raise DataFormatError(f'{path}: the video has {n} frames but {expected} annotated frames')
 
+# %% ../nbs/07_data.ipynb #eccc4c61
 def count_video_frames(path) -> int:
     "Number of frames of a video, by decoding it."
     return sum(1 for _ in iter_video_frames(path, rgb=False))
 
+# %% ../nbs/07_data.ipynb #0feabdaa
 @dataclass
 class VideoClip:
     "One WFLW-V video: file, ground-truth landmarks and boxes (frame pixels)."
@@ -252,6 +267,7 @@ class VideoClip:
             M = bbox_to_affine(box, scale, size)
             yield warp_crop(frame, M, size), M, points_to_crop(lm, M) / size
 
+# %% ../nbs/07_data.ipynb #f67a136e
 def _load_array(path, what: str) -> np.ndarray:
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'{path}: {what} file not found')
@@ -267,6 +283,7 @@ def _load_array(path, what: str) -> np.ndarray:
         raise DataFormatError(f'{path}: {what} has non-finite values (first at frame {int(np.flatnonzero((~np.isfinite(a.reshape(len(a), -1))).any(1))[0])})')
     return a
 
+# %% ../nbs/07_data.ipynb #6abe366c
 def load_clip(root, video_id: str, check_count: bool = True) -> VideoClip:
     "Load one WFLW-V clip and check its arrays (and, with `check_count`, the container's frame count)."
     root = Path(root)
@@ -292,6 +309,7 @@ def load_clip(root, video_id: str, check_count: bool = True) -> VideoClip:
             raise DataFormatError(f'{video}: the video reports {n} frames but landmarks and boxes have {len(lm)}')
     return VideoClip(video_id, video, lm, bb)
 
+# %% ../nbs/07_data.ipynb #ebb73292
 @dataclass(frozen=True)
 class WFLWVItem:
     "The files of one WFLW-V video."
@@ -300,6 +318,7 @@ class WFLWVItem:
     landmarks: Path
     bboxes: Path
 
+# %% ../nbs/07_data.ipynb #2048fad3
 def wflwv_items(root, subset: str = 'full') -> list[WFLWVItem]:
     "The videos of a WFLW-V root's subset (`read_video_ids`), their files checked to exist."
     root = Path(root)
@@ -311,6 +330,7 @@ def wflwv_items(root, subset: str = 'full') -> list[WFLWVItem]:
             if not p.is_file(): raise FileNotFoundError(f'{p}: missing file for video {it.id!r} of {root}')
     return items
 
+# %% ../nbs/07_data.ipynb #9d0e851b
 class WFLWVideos:
     "The clips of a WFLW-V root's subset, loaded on access."
     def __init__(self, root, subset: str = 'full'):
@@ -320,6 +340,7 @@ class WFLWVideos:
     def __len__(self) -> int: return len(self.ids)
     def __getitem__(self, i: int) -> VideoClip: return load_clip(self.root, self.ids[i])
 
+# %% ../nbs/07_data.ipynb #253c7ba7
 class WFLWVWriter:
     "Writes clips in the WFLW-V layout under `root`."
     def __init__(self, root):
@@ -363,7 +384,7 @@ class WFLWVWriter:
         _atomic_write_text(self.root / 'hard_video_IDs.txt', ''.join(f'{i}\n' for i in hard))
         _atomic_write_text(self.root / 'easy_video_IDs.txt', ''.join(f'{i}\n' for i in easy))
 
-# %% ../nbs/07_data.ipynb #60be8893
+# %% ../nbs/07_data.ipynb #af222d8d
 def detect_layout(root) -> str:
     "'wflw' (official), 'precropped', or 'wflw_v' from the files under `root`."
     root = Path(root)
@@ -374,6 +395,7 @@ def detect_layout(root) -> str:
     raise FileNotFoundError(f'{root}: not a WFLW root (no {WFLW_ANNOTATIONS}/), pre-cropped root (no train.txt / test.txt) '
                             f'or WFLW-V root (no hard_video_IDs.txt / easy_video_IDs.txt)')
 
+# %% ../nbs/07_data.ipynb #936a9a8f
 def _jpeg_truncated(data: bytes) -> bool:
     "Whether JPEG bytes end before their end-of-image marker (walking the segments, then the entropy-coded scans)."
     i, n = 2, len(data)
@@ -387,6 +409,7 @@ def _jpeg_truncated(data: bytes) -> bool:
         if j + 3 >= n: return True
         i = j + 2 + int.from_bytes(data[j + 2:j + 4], 'big')                  # a segment (its length skips its payload)
 
+# %% ../nbs/07_data.ipynb #7d1a53dd
 def _read_rgb(path, where: str) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None: raise DataFormatError(f'{path}: cannot read the image (listed at {where})')
@@ -395,6 +418,7 @@ def _read_rgb(path, where: str) -> np.ndarray:
         raise DataFormatError(f'{path}: truncated JPEG, the end-of-image marker is missing (listed at {where})')
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
+# %% ../nbs/07_data.ipynb #88e7761e
 class _Stills(Dataset):
     "Common part of the crop sources."
     size: int
@@ -414,6 +438,7 @@ class _Stills(Dataset):
         lm = (points_to_crop(self.landmarks_px(i), M) / self.size).astype(np.float32)
         return warp_crop(self.image(i), M, self.size), lm
 
+# %% ../nbs/07_data.ipynb #e25a1878
 class WFLWStills(_Stills):
     "Faces of an official-layout WFLW root (split 'train' or 'test', optionally one attribute subset) as crops."
     def __init__(self, root, split: str = 'train', subset: Optional[str] = None, size: int = 256, scale: float = 1.2,
@@ -438,6 +463,7 @@ class WFLWStills(_Stills):
 
     def landmarks_px(self, i: int) -> np.ndarray: return self.records[i].landmarks
 
+# %% ../nbs/07_data.ipynb #f6d16a3e
 class CroppedStills(_Stills):
     "Images of a pre-cropped root's split, resized to `size`."
     def __init__(self, root, split: str = 'train', size: int = 256, check_images: bool = True):
@@ -466,6 +492,7 @@ class CroppedStills(_Stills):
         self.affine(i)
         return self.records[i].landmarks * self._shape[i]
 
+# %% ../nbs/07_data.ipynb #4a9ae256
 def open_stills(root, split: str = 'train', subset: Optional[str] = None, size: int = 256, **kw) -> _Stills:
     "A crop source for a WFLW (official or pre-cropped) root; `subset` selects an attribute subset of the test split."
     layout = detect_layout(root)
@@ -491,7 +518,7 @@ class LandmarkDataset(Dataset):
         return dict(image=img, landmarks=torch.as_tensor(np.asarray(lm), dtype=torch.float32),
                     attributes=torch.as_tensor(att[i] if att is not None else np.zeros(6), dtype=torch.int64), index=int(i))
 
-# %% ../nbs/07_data.ipynb #b04aaa94
+# %% ../nbs/07_data.ipynb #6e4b37d1
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists(): dst.unlink()
@@ -500,6 +527,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         import shutil
         shutil.copyfile(src, dst)
 
+# %% ../nbs/07_data.ipynb #507eb072
 def prepare_precropped(wflw_root, out, size: int = 256, scale: float = 1.2, ext: str = 'png', progress: bool = True) -> dict:
     "Write the pre-cropped layout of an official WFLW root under `out`; returns the number of images per list."
     from ldeq.progress import tqdm_bar
@@ -526,6 +554,7 @@ def prepare_precropped(wflw_root, out, size: int = 256, scale: float = 1.2, ext:
                 counts[f'test_{sub}'] = len(sel)
     return counts
 
+# %% ../nbs/07_data.ipynb #47f43a0d
 def draw_landmarks(image: np.ndarray, landmarks_px, color=(0, 255, 0), radius: int = 1) -> np.ndarray:
     "A copy of an RGB image with landmarks (pixels) drawn; the pupils in red."
     img = np.ascontiguousarray(image).copy()
@@ -534,6 +563,7 @@ def draw_landmarks(image: np.ndarray, landmarks_px, color=(0, 255, 0), radius: i
             cv2.circle(img, (int(round(p[0] * 4)), int(round(p[1] * 4))), radius * 4, (255, 0, 0) if k >= 96 else color, -1, cv2.LINE_AA, 2)
     return img
 
+# %% ../nbs/07_data.ipynb #a2a1c712
 def landmark_grid(items: Sequence[tuple[np.ndarray, np.ndarray]], cols: int = 4, tile: int = 160) -> np.ndarray:
     "Mosaic (uint8 RGB) of (image, landmarks in pixels) pairs, each resized to `tile` × `tile`."
     tiles = []
@@ -546,10 +576,12 @@ def landmark_grid(items: Sequence[tuple[np.ndarray, np.ndarray]], cols: int = 4,
     while len(tiles) % cols: tiles.append(np.zeros((tile, tile, 3), np.uint8))
     return np.concatenate([np.concatenate(tiles[r:r + cols], 1) for r in range(0, len(tiles), cols)], 0)
 
+# %% ../nbs/07_data.ipynb #c89923ba
 def _ranges(lms: np.ndarray) -> dict:
     return dict(x=[round(float(lms[..., 0].min()), 4), round(float(lms[..., 0].max()), 4)],
                 y=[round(float(lms[..., 1].min()), 4), round(float(lms[..., 1].max()), 4)])
 
+# %% ../nbs/07_data.ipynb #8e3aa82f
 def check_dataset(root, n_grid: int = 16, decode: bool = False, progress: bool = True, seed: int = 0) -> tuple[dict, np.ndarray]:
     "Validate a WFLW, pre-cropped or WFLW-V root; returns (report dict, grid image of random samples with landmarks)."
     from ldeq.progress import tqdm_bar

@@ -43,7 +43,7 @@ def resample_arclength(curve, n: int) -> np.ndarray:
     t = np.linspace(0, s[-1], n)
     return np.stack([np.interp(t, s, c[:, 0]), np.interp(t, s, c[:, 1])], axis=1)
 
-# %% ../nbs/05a_face.ipynb #e37e7824
+# %% ../nbs/05a_face.ipynb #b93b26ce
 @dataclass
 class Identity:
     "Who the face is: proportions (cm on an average adult head) and appearance (RGB colours 0-255)."
@@ -83,6 +83,7 @@ class Identity:
     cloth_color: tuple = (50, 80, 140)
     texture_seed: int = 0       # skin, hair and beard detail: fixed per identity, so a video's skin does not flicker
 
+# %% ../nbs/05a_face.ipynb #44e42321
 @dataclass
 class Expression:
     "What the face does, each roughly in [-1, 1]: mouth opening, smile, blinks, brow raise (< 0: frown), gaze."
@@ -94,9 +95,10 @@ class Expression:
     gaze_x: float = 0.0         # > 0: towards the image right
     gaze_y: float = 0.0         # > 0: down
 
-# %% ../nbs/05a_face.ipynb #f9fdef2a
+# %% ../nbs/05a_face.ipynb #30471f4a
 def _mirror_x(p: np.ndarray) -> np.ndarray: return p * np.array([-1.0, 1.0])
 
+# %% ../nbs/05a_face.ipynb #b8bd5278
 class FaceShape:
     "3-D face of one identity with one expression: frontal landmark layout, head surface, bumps and jaw."
     def __init__(self, idn: Identity, expr: Expression):
@@ -272,7 +274,7 @@ class FaceShape:
         X, Y = self.layout[:, 0], self.layout[:, 1]
         return self.surface(self.theta_of(X, Y), Y)
 
-# %% ../nbs/05a_face.ipynb #1913b03c
+# %% ../nbs/05a_face.ipynb #789306c1
 def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     "Head rotation from degrees: yaw > 0 turns the nose to the image right, pitch > 0 tilts it up, roll > 0 is clockwise."
     a, b, c = np.radians([-yaw, -pitch, roll])
@@ -281,6 +283,7 @@ def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
     Rz = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
     return Rz @ Rx @ Ry
 
+# %% ../nbs/05a_face.ipynb #03acea1e
 @dataclass
 class Camera:
     "Pinhole camera looking along +z: focal length and principal point in pixels (pixel centres at integers)."
@@ -293,6 +296,7 @@ class Camera:
         P = np.asarray(P, dtype=np.float64)
         return np.stack([self.f * P[..., 0] / P[..., 2] + self.cx, self.f * P[..., 1] / P[..., 2] + self.cy], -1)
 
+# %% ../nbs/05a_face.ipynb #a77f1f8b
 @dataclass
 class Pose:
     "Head pose in degrees and the distance of the head from the camera (cm; smaller = stronger perspective)."
@@ -301,6 +305,7 @@ class Pose:
     roll: float = 0.0
     distance: float = 70.0
 
+# %% ../nbs/05a_face.ipynb #c1556a6a
 def project_landmarks(shape: FaceShape, R: np.ndarray, T: np.ndarray, cam: Camera, march: bool = True):
     "The 98 landmarks in pixels (98, 2) and camera frame (98, 3); hidden contour points slide to the face boundary."
     X, Y = shape.layout[:, 0], shape.layout[:, 1]
@@ -320,6 +325,7 @@ def project_landmarks(shape: FaceShape, R: np.ndarray, T: np.ndarray, cam: Camer
             Pc[hidden[ok]] = Ps[ok, np.argmax(vis[ok], axis=1)]
     return cam.project(Pc), Pc
 
+# %% ../nbs/05a_face.ipynb #03a788ff
 def place_camera(shape: FaceShape, pose: Pose, centre, size: float):
     "Camera, rotation and translation that put the landmark box of `shape` at `centre` with longer side `size` px."
     R = rotation_matrix(pose.yaw, pose.pitch, pose.roll)

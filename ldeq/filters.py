@@ -32,7 +32,7 @@ def as_trajectory(traj, who: str = 'filter') -> np.ndarray:
         raise ValueError(f'{who}: trajectory has non-finite values (first at frame {t}); filters do not skip them')
     return x
 
-# %% ../nbs/10_filters.ipynb #5d468334
+# %% ../nbs/10_filters.ipynb #e9af7867
 def _real(who: str, name: str, v) -> float:
     "Check that parameter `name` is a finite real number and return it as a float."
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
@@ -40,16 +40,19 @@ def _real(who: str, name: str, v) -> float:
     if not math.isfinite(float(v)): raise ValueError(f'{who}: parameter {name} must be finite, got {v!r}')
     return float(v)
 
+# %% ../nbs/10_filters.ipynb #61d245b7
 def _int(who: str, name: str, v) -> int:
     "Check that parameter `name` is an integer and return it as an int."
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise TypeError(f'{who}: parameter {name} must be an integer, got {v!r}')
     return int(v)
 
+# %% ../nbs/10_filters.ipynb #eca224c5
 def _fmt(v) -> str:
     "Short text for a parameter value in a label."
     return f'{v:g}' if isinstance(v, float) else str(v)
 
+# %% ../nbs/10_filters.ipynb #2a630161
 class TrajFilter:
     "Base of the trajectory filters: `f(traj) -> traj`, time on axis 0, shape and floating dtype kept."
     name: ClassVar[str] = 'filter'
@@ -76,6 +79,7 @@ class TrajFilter:
     @classmethod
     def grid(cls) -> list: raise NotImplementedError
 
+# %% ../nbs/10_filters.ipynb #cccc4be0
 @dataclass(frozen=True)
 class Identity(TrajFilter):
     "No filtering: the unfiltered baseline of a grid search."
@@ -87,10 +91,11 @@ class Identity(TrajFilter):
     @classmethod
     def grid(cls) -> list: return [cls()]
 
-# %% ../nbs/10_filters.ipynb #9e43e778
+# %% ../nbs/10_filters.ipynb #c7d061ce
 EMA_PAPER_WEIGHTS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # appendix C
 EMA_PAPER_CHOICE = 0.15  # appendix C: "a weight 0.15 struck the best balance" (0.3 for the jittery HIH)
 
+# %% ../nbs/10_filters.ipynb #f66dc401
 @dataclass(frozen=True)
 class EMA(TrajFilter):
     "Exponential moving average, `y_t = w·y_{t-1} + (1-w)·x_t` (default) or `w·x_t + (1-w)·y_{t-1}` (`weight_on='current'`)."
@@ -137,7 +142,7 @@ class EMA(TrajFilter):
         "The paper's 14 ema weights (appendix C), in the chosen convention."
         return [cls(w, weight_on) for w in weights]
 
-# %% ../nbs/10_filters.ipynb #f6dcfab5
+# %% ../nbs/10_filters.ipynb #4c584516
 def sg_weights(n_points: int, order: int, at) -> np.ndarray:
     "Weights (len(at), n_points) of the degree-`order` least-squares polynomial through `n_points` samples, evaluated at positions `at` (0 = first sample)."
     c = (n_points - 1) / 2
@@ -147,6 +152,7 @@ def sg_weights(n_points: int, order: int, at) -> np.ndarray:
     V = ((at[:, None] - c) / scale) ** np.arange(order + 1)
     return V @ np.linalg.pinv(A)
 
+# %% ../nbs/10_filters.ipynb #0906228b
 @dataclass(frozen=True)
 class SavitzkyGolay(TrajFilter):
     "Savitzky-Golay smoothing: least-squares polynomial of degree `order` over a `window` of frames (centred, or trailing if `causal`)."
@@ -186,11 +192,12 @@ class SavitzkyGolay(TrajFilter):
         "Our Savitzky-Golay grid (the paper gives none): windows 5–31 frames (≈ 0.17–1 s at 30 fps) × orders 1–3."
         return [cls(w, o, causal) for w in windows for o in orders if o < w]
 
-# %% ../nbs/10_filters.ipynb #cae8f409
+# %% ../nbs/10_filters.ipynb #a12630a1
 def lowpass_alpha(cutoff, fps: float):
     "Smoothing factor `α = 1 / (1 + τ/T_e)`, `τ = 1/(2π·cutoff)`, `T_e = 1/fps`, of a first-order low-pass."
     return 1.0 / (1.0 + fps / (2 * math.pi * np.asarray(cutoff, dtype=np.float64)))
 
+# %% ../nbs/10_filters.ipynb #0a6608a3
 @dataclass(frozen=True)
 class OneEuro(TrajFilter):
     "The 1€ filter (Casiez et al. 2012): per-coordinate low-pass whose cutoff `min_cutoff + beta·|speed|` (Hz) rises with speed."
@@ -252,7 +259,7 @@ def paper_grids(fps: float = 30.0) -> dict[str, list]:
     "The search grids by family: the paper's 14 ema weights, our Savitzky-Golay and One-Euro grids (at `fps`)."
     return {'ema': EMA.grid(), 'sg': SavitzkyGolay.grid(), 'one-euro': OneEuro.grid(fps=fps)}
 
-# %% ../nbs/10_filters.ipynb #feb078d7
+# %% ../nbs/10_filters.ipynb #a53f12f6
 def select_setting(nme: Sequence[float], nmf: Sequence[float], base_nme: float, nme_tol: float = 0.01) -> int | None:
     "Index of the lowest NMF among settings with NME ≤ (1 + nme_tol)·base_nme (ties: lower NME, then earlier); None if none qualifies."
     nme, nmf = np.asarray(nme, dtype=np.float64), np.asarray(nmf, dtype=np.float64)
@@ -264,6 +271,7 @@ def select_setting(nme: Sequence[float], nmf: Sequence[float], base_nme: float, 
     if ok.size == 0: return None
     return int(ok[np.lexsort((ok, nme[ok], nmf[ok]))[0]])
 
+# %% ../nbs/10_filters.ipynb #2be3fc19
 def grid_search(filters: Sequence[TrajFilter], score: Callable[[TrajFilter], tuple[float, float]],
                 nme_tol: float = 0.01, progress: bool = True) -> tuple[TrajFilter, pd.DataFrame]:
     "Score `Identity()` and every filter with `score(f) -> (nme, nmf)`; return the rule's choice and the table of all settings."
@@ -285,6 +293,7 @@ def grid_search(filters: Sequence[TrajFilter], score: Callable[[TrajFilter], tup
     table['chosen'] = np.arange(len(table)) == i
     return cands[i], table
 
+# %% ../nbs/10_filters.ipynb #5d2dcb71
 def video_scorer(preds: Sequence, gts: Sequence, nme_fn: Callable | None = None,
                  nmf_fn: Callable | None = None) -> Callable[[TrajFilter], tuple[float, float]]:
     "A `score(filter) -> (mean NME, mean NMF)` over videos: each prediction (T, L, 2) is filtered, then scored against its GT."

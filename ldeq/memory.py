@@ -19,7 +19,7 @@ from .baselines import StackedHourglass, StackedHourglassConfig, n_parameters, s
 # %% auto #0
 __all__ = ['MemoryMeasurement', 'rss_status', 'reset_peak_rss', 'training_memory', 'fig1_memory_table']
 
-# %% ../nbs/09a_memory.ipynb #2b89c9ad
+# %% ../nbs/09a_memory.ipynb #b8d3a470
 @dataclass
 class MemoryMeasurement:
     "Memory of one training step."
@@ -32,6 +32,7 @@ class MemoryMeasurement:
     @property
     def saved_mib(self) -> float: return self.saved_bytes / 2 ** 20
 
+# %% ../nbs/09a_memory.ipynb #b53564f6
 def rss_status(field: str) -> int | None:
     "A `/proc/self/status` memory field in bytes (None where unavailable)."
     try:
@@ -41,6 +42,7 @@ def rss_status(field: str) -> int | None:
     except OSError: return None
     return None
 
+# %% ../nbs/09a_memory.ipynb #0509c378
 def reset_peak_rss() -> bool:
     "Reset the kernel's peak-RSS counter of this process (Linux ≥ 4.0); False where impossible."
     try:
@@ -48,6 +50,7 @@ def reset_peak_rss() -> bool:
         return True
     except OSError: return False
 
+# %% ../nbs/09a_memory.ipynb #2e5b3be4
 def training_memory(model: nn.Module, batch_size: int = 2, forward_kwargs: dict | None = None, seed: int = 0,
                     device: str | torch.device | None = None) -> MemoryMeasurement:
     "Saved-for-backward bytes (and peak RSS / CUDA memory) of one training step of `model` on a random batch."

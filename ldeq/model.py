@@ -136,12 +136,13 @@ class LDEQCell(nn.Module):
     def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.features_to_heatmaps(self.head(self.hourglass(self.tail(torch.cat([z, x], 1)))))
 
-# %% ../nbs/02_model.ipynb #8764669c
+# %% ../nbs/02_model.ipynb #6bf242d2
 def _default_deq() -> DEQConfig:
     "The official forward solver: Anderson, m 6, absolute λ 1e-4, β 1, relative tolerance 5e-3, 12 evaluations of f."
     fwd = SolverConfig(method='anderson', max_iters=12, tol=5e-3, stop_mode='rel', m=6, lam=1e-4, lam_mode='absolute', beta=1.0)
     return dataclasses.replace(DEQConfig(), fwd=fwd, backward='implicit')
 
+# %% ../nbs/02_model.ipynb #36027c0c
 @dataclass
 class LDEQConfig:
     "Complete, typed description of an LDEQ model (architecture, σ_T temperature, DEQ settings)."
@@ -247,7 +248,7 @@ def official_init_(module: nn.Module) -> nn.Module:
             nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
     return module
 
-# %% ../nbs/02_model.ipynb #c08accde
+# %% ../nbs/02_model.ipynb #eb56161d
 @dataclass
 class LDEQOutput:
     "What `LDEQ.forward` returns."
@@ -256,6 +257,7 @@ class LDEQOutput:
     z_star: torch.Tensor           # detached copy of `heatmaps` (warm start for the next frame)
     stats: SolverStats             # per-sample solver statistics
 
+# %% ../nbs/02_model.ipynb #74d26941
 class LDEQ(nn.Module):
     "Landmark DEQ: stem `tail`, DEQ `deq_layer` around the `LDEQCell`, softargmax readout."
     def __init__(self, cfg: LDEQConfig | None = None):

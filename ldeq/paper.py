@@ -117,7 +117,7 @@ class PaperConfig:
         if self.quick: return dict(images=64, videos=2, ema=[grid[0], grid[len(grid) // 2], grid[-1]])
         return dict(images=None, videos=None, ema=list(grid))
 
-# %% ../nbs/13_paper.ipynb #3b91407d
+# %% ../nbs/13_paper.ipynb #71d55798
 def load_named_model(key: str, path, device: torch.device | str = 'cpu') -> nn.Module:
     "Load the checkpoint given as `checkpoints[key]`, checking that it holds a model of that kind."
     model = load_model(path, map_location=str(device))
@@ -126,6 +126,7 @@ def load_named_model(key: str, path, device: torch.device | str = 'cpu') -> nn.M
     if got != want: raise ParamError(f'parameter checkpoints[{key!r}]={str(path)!r}: the checkpoint holds a {got!r} model, not {want!r}')
     return model.eval()
 
+# %% ../nbs/13_paper.ipynb #9cce9493
 @dataclass
 class Setup:
     "What a run works on."
@@ -138,6 +139,7 @@ class Setup:
     params: dict[str, int]
     omitted: list[str]
 
+# %% ../nbs/13_paper.ipynb #be1e3acb
 def resolve_checkpoints(cfg: PaperConfig) -> tuple[dict[str, Path], list[str]]:
     "Checkpoint path per kind (demo models by default on the synthetic set) and the kinds without one."
     given = dict(cfg.checkpoints or {})
@@ -155,6 +157,7 @@ def resolve_checkpoints(cfg: PaperConfig) -> tuple[dict[str, Path], list[str]]:
         paths[k] = p
     return paths, omitted
 
+# %% ../nbs/13_paper.ipynb #a1fdc12b
 def prepare(cfg: PaperConfig, stills: bool = True, videos: bool = True) -> Setup:
     "Resolve data (generating the synthetic set when missing) and load the models of a run."
     stills_root, video_root = (Path(cfg.data_root).expanduser() if cfg.data_root else None,
@@ -180,6 +183,7 @@ def prepare(cfg: PaperConfig, stills: bool = True, videos: bool = True) -> Setup
     if 'ldeq_video' in loaded: video_models['ldeq'] = loaded['ldeq_video']
     return Setup(cfg, stills_root, video_root, paths, models, video_models, {k: n_parameters(m) for k, m in models.items()}, omitted)
 
+# %% ../nbs/13_paper.ipynb #2f2fb321
 def describe(setup: Setup) -> str:
     "A few lines saying what a run uses (data folders, checkpoints, omitted models)."
     lines = [f'stills: {setup.stills_root}', f'videos: {setup.video_root}', f'device: {setup.config.torch_device}']
@@ -333,7 +337,7 @@ def save_figure(fig, out_dir, name: str, dpi: int = 120) -> Path:
     fig.savefig(p, dpi=dpi, bbox_inches='tight')
     return p
 
-# %% ../nbs/13_paper.ipynb #77100426
+# %% ../nbs/13_paper.ipynb #d6355fda
 def plot_fig1(rows: Sequence[dict], ax=None, value: str = 'saved_mib'):
     "Fig. 1: training memory vs refinement stages, from `ldeq.memory.fig1_memory_table` rows."
     import matplotlib.pyplot as plt
@@ -350,12 +354,14 @@ def plot_fig1(rows: Sequence[dict], ax=None, value: str = 'saved_mib'):
     ax.set_ylim(bottom=0); ax.legend(fontsize=8); ax.grid(alpha=0.3)
     return ax
 
+# %% ../nbs/13_paper.ipynb #93fce573
 def flickery_landmark(pred: np.ndarray, gt: np.ndarray) -> int:
     "The landmark whose predicted trajectory moves most, frame to frame, relative to the ground truth's motion."
     dp = np.linalg.norm(np.diff(pred, axis=0), axis=-1).sum(0)
     dg = np.linalg.norm(np.diff(gt, axis=0), axis=-1).sum(0)
     return int(np.argmax(dp - dg))
 
+# %% ../nbs/13_paper.ipynb #42bc6dc9
 def plot_trajectory(gt: np.ndarray, preds: dict[str, np.ndarray], landmark: int, axes=None, title: str = ''):
     "Fig. 2: x and y of one landmark over the frames, ground truth and each prediction."
     import matplotlib.pyplot as plt
@@ -369,6 +375,7 @@ def plot_trajectory(gt: np.ndarray, preds: dict[str, np.ndarray], landmark: int,
     axes[0].set_title(title or f'landmark {landmark}')
     return axes
 
+# %% ../nbs/13_paper.ipynb #cf90333a
 def plot_frames(frames: Sequence[np.ndarray], gt: Sequence[np.ndarray], preds: Sequence[np.ndarray], titles: Sequence[str] = (), axes=None):
     "Fig. 4: frames with the ground truth (green) and the prediction (red)."
     import matplotlib.pyplot as plt
@@ -380,6 +387,7 @@ def plot_frames(frames: Sequence[np.ndarray], gt: Sequence[np.ndarray], preds: S
         ax.axis('off')
     return axes
 
+# %% ../nbs/13_paper.ipynb #62bee22a
 def plot_fig5(long: pd.DataFrame, subset: str, ax=None, ema_label: str = 'EMA'):
     "Fig. 5: NME vs NMF on one subset, each model frame by frame and with EMA (a line through its weights), LDEQ + RwR."
     import matplotlib.pyplot as plt
@@ -402,6 +410,7 @@ def plot_fig5(long: pd.DataFrame, subset: str, ax=None, ema_label: str = 'EMA'):
     ax.set_title(f'{subset} videos ({ema_label} weights annotated)'); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     return ax
 
+# %% ../nbs/13_paper.ipynb #1b21f719
 def plot_ced(nmes: dict[str, dict[str, np.ndarray]], ax=None, subset: str = 'full', x_max: float = 0.1):
     "CED curves (fraction of images with NME ≤ x) of each model on a test subset, AUC₁₀ in the legend."
     import matplotlib.pyplot as plt

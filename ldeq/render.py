@@ -60,7 +60,7 @@ def rasterize(xy: np.ndarray, depth: np.ndarray, tris: np.ndarray, shape, cull: 
     w = np.clip(np.stack([1 - l1 - l2, l1, l2], 1), 0, 1)
     return pix, tri, w / w.sum(1, keepdims=True)
 
-# %% ../nbs/05b_render.ipynb #7228cdce
+# %% ../nbs/05b_render.ipynb #f52b47f4
 class TexMap:
     "Texel coordinates of the head texture: columns = azimuth, rows = height Y; `tpc` texels per cm."
     def __init__(self, shape: FaceShape, tpc: float = 10.0):
@@ -81,6 +81,7 @@ class TexMap:
         p = np.asarray(pts, dtype=np.float64)
         return self.from_theta(self.shape.theta_of(p[..., 0], p[..., 1]), p[..., 1])
 
+# %% ../nbs/05b_render.ipynb #d9cc4574
 def ellipse_pts(c, axes, angle_deg: float = 0.0, n: int = 24) -> np.ndarray:
     "Polygon (n, 2) of an ellipse with centre `c`, semi-axes `axes` and rotation in degrees."
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
@@ -88,6 +89,7 @@ def ellipse_pts(c, axes, angle_deg: float = 0.0, n: int = 24) -> np.ndarray:
     x, y = axes[0] * np.cos(t), axes[1] * np.sin(t)
     return np.stack([c[0] + x * math.cos(a) - y * math.sin(a), c[1] + x * math.sin(a) + y * math.cos(a)], 1)
 
+# %% ../nbs/05b_render.ipynb #116856ae
 def paint(img: np.ndarray, polys, color, alpha: float = 1.0, blur: float = 0.0, thickness: float = -1,
           closed: bool = True, spec: Optional[np.ndarray] = None, spec_value: Optional[float] = None):
     """Blend `color` (RGB, or a float layer shaped like `img`) into float image `img` inside the polygons (pixel
@@ -112,12 +114,13 @@ def paint(img: np.ndarray, polys, color, alpha: float = 1.0, blur: float = 0.0, 
     if spec is not None and spec_value is not None: spec[sub] = spec[sub] * (1 - a[..., 0]) + a[..., 0] * spec_value
     return m, sub
 
+# %% ../nbs/05b_render.ipynb #7a408022
 def noise_field(rng: np.random.Generator, h: int, w: int, cell: float, channels: int = 1) -> np.ndarray:
     "Smooth random field (h, w, channels) of about unit variance: noise on a grid of `cell`-pixel cells, bicubically upsampled."
     n = rng.standard_normal((max(2, int(round(h / cell))), max(2, int(round(w / cell))), channels)).astype(np.float32)
     return cv2.resize(n, (w, h), interpolation=cv2.INTER_CUBIC).reshape(h, w, channels)
 
-# %% ../nbs/05b_render.ipynb #66807f34
+# %% ../nbs/05b_render.ipynb #7f6e2d9c
 def hairline_y(theta, idn: Identity):
     "Height Y of the hairline at azimuth `theta` (hair where Y is smaller)."
     a = np.degrees(np.abs(theta))
@@ -128,12 +131,14 @@ def hairline_y(theta, idn: Identity):
         return np.interp(a, [0, 35, 58, 74, 82, 95, 125, 180], [hl, hl + 0.2, hl - 0.3, -1.0, 2.0, 4.0, 5.0, 6.0])
     return np.interp(a, [0, 35, 58, 74, 80, 86, 105, 125, 180], [hl, hl + 0.2, hl - 0.7, -2.0, 1.0, -2.4, -2.4, 3.8, 5.2])
 
+# %% ../nbs/05b_render.ipynb #07233fae
 def hair_thickness(theta, Y, idn: Identity):
     "Outward offset (cm) of the head surface by the hair's volume."
     vol = {'bald': 0.1, 'short': 0.8, 'long': 1.0}.get(idn.hair_style, 0.8)
     hl = hairline_y(theta, idn)
     return vol * smoothstep(hl + 0.3, hl - 3.0, Y) ** 0.8
 
+# %% ../nbs/05b_render.ipynb #1d1c7a33
 def _paint_skin(img, spec, shape: FaceShape, rng, tm: TexMap):
     idn, e, lm = shape.idn, shape.expr, shape.layout
     cm, skin = tm.cm, np.asarray(idn.skin, np.float32)
@@ -154,6 +159,7 @@ def _paint_skin(img, spec, shape: FaceShape, rng, tm: TexMap):
           spec=spec, spec_value=0.25)                                                                    # nose tip
     paint(img, [tm(ellipse_pts((0, -4.5), (3.0, 1.6)))], skin, 0.0, blur=0.8 * cm, spec=spec, spec_value=0.2)  # forehead
 
+# %% ../nbs/05b_render.ipynb #d2f96ae3
 def _paint_beard(img, spec, shape: FaceShape, rng, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     ctr = lm[0:33]
@@ -176,6 +182,7 @@ def _paint_beard(img, spec, shape: FaceShape, rng, tm: TexMap):
     dens = {'stubble': 0.5, 'full': 0.92, 'goatee': 0.9}[idn.beard]
     paint(img, [tm(region), tm(moustache)], layer, dens, blur=0.25 * tm.cm, spec=spec, spec_value=0.05)
 
+# %% ../nbs/05b_render.ipynb #ae04d5cd
 def _paint_eyes(img, spec, shape: FaceShape, rng, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     cm, skin = tm.cm, np.asarray(idn.skin, np.float32)
@@ -221,6 +228,7 @@ def _paint_eyes(img, spec, shape: FaceShape, rng, tm: TexMap):
         paint(img, [outer_half], (22, 16, 14), 0.6, blur=0.05 * cm, thickness=1.6 * lw, closed=False)
         paint(img, [tm(lower)], skin * 0.55, 0.55, blur=0.04 * cm, thickness=0.05 * cm, closed=False)
 
+# %% ../nbs/05b_render.ipynb #4ff2d60b
 def _paint_brows(img, shape: FaceShape, rng, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     bc = np.asarray(idn.brow_color, np.float32)
@@ -236,6 +244,7 @@ def _paint_brows(img, shape: FaceShape, rng, tm: TexMap):
             strokes.append(np.stack([p, p + 0.45 * tm.cm * np.array([math.cos(ang), math.sin(ang)])]))
         if strokes: paint(img, strokes, bc * 0.8, 0.5, thickness=1, closed=False)
 
+# %% ../nbs/05b_render.ipynb #054ab1b3
 def _paint_mouth(img, spec, shape: FaceShape, rng, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     cm = tm.cm
@@ -268,6 +277,7 @@ def _paint_mouth(img, spec, shape: FaceShape, rng, tm: TexMap):
     for sx in (-1, 1):
         paint(img, [tm(ellipse_pts((sx * (abs(lm[76, 0]) + 0.05), lm[76, 1]), (0.18, 0.12)))], lip * 0.4, 0.5, blur=0.06 * cm)
 
+# %% ../nbs/05b_render.ipynb #e336f27b
 def _paint_hair(img, spec, shape: FaceShape, rng, tm: TexMap):
     idn = shape.idn
     H, W = img.shape[:2]
@@ -282,10 +292,12 @@ def _paint_hair(img, spec, shape: FaceShape, rng, tm: TexMap):
     img[:top] = img[:top] * (1 - m[..., None]) + hair * m[..., None]
     spec[:top] = spec[:top] * (1 - m) + 0.15 * m
 
+# %% ../nbs/05b_render.ipynb #fdaaeb57
 def identity_rng(idn: Identity, part: int) -> np.random.Generator:
     "The random stream of one textured part of an identity: the same for every frame and expression."
     return np.random.default_rng([idn.texture_seed, part])
 
+# %% ../nbs/05b_render.ipynb #60b33ecf
 def paint_head_texture(shape: FaceShape, tm: TexMap):
     "Albedo (TH, TW, 3) float32 RGB in [0, 255] and specular weight (TH, TW) of the head."
     H, W, cm = tm.th, tm.tw, tm.cm
@@ -303,6 +315,7 @@ def paint_head_texture(shape: FaceShape, tm: TexMap):
     _paint_hair(img, spec, shape, identity_rng(shape.idn, 6), tm)
     return img, spec
 
+# %% ../nbs/05b_render.ipynb #0d784c2f
 def flat_texture(color, rng, size: int = 64, amp: float = 0.06, stripes: bool = False) -> np.ndarray:
     "A small texture of one colour with smooth variation (and optional horizontal stripes), for clothes and skin."
     t = np.empty((size, size, 3), np.float32)
@@ -312,12 +325,13 @@ def flat_texture(color, rng, size: int = 64, amp: float = 0.06, stripes: bool = 
     if stripes: t *= (1 - 0.25 * ((np.arange(size)[:, None] // 4) % 2))[..., None]
     return t
 
+# %% ../nbs/05b_render.ipynb #5b977177
 def hair_texture(idn: Identity, rng, size: int = 96) -> np.ndarray:
     "A patch of hair strands for the long-hair curtain."
     s = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigmaX=0.7, sigmaY=6) * 4
     return np.clip(np.asarray(idn.hair_color, np.float32) * (1 + 0.22 * s[..., None] + 0.1 * noise_field(rng, size, size, 16)), 0, 255)
 
-# %% ../nbs/05b_render.ipynb #4592ffd4
+# %% ../nbs/05b_render.ipynb #5226038d
 def head_mesh(shape: FaceShape, density: float):
     "Head grid: positions P (R, C, 3), outward normals, and (theta, Y) per vertex for texturing."
     n_front = int(np.clip(17 * density, 30, 110))
@@ -338,11 +352,13 @@ def head_mesh(shape: FaceShape, density: float):
     P = P + grid_normals(P) * hair_thickness(TH, Y, shape.idn)[..., None]
     return P, grid_normals(P), TH, Y
 
+# %% ../nbs/05b_render.ipynb #2baa7b22
 def _cylinder(phi, Y, rx, rz, cz: float = 0.0) -> np.ndarray:
     "Vertical elliptic cylinder grid (len(Y), len(phi), 3) with per-row radii."
     PH, YY = np.meshgrid(phi, Y)
     return np.stack([rx[:, None] * np.sin(PH), YY, cz - rz[:, None] * np.cos(PH)], -1)
 
+# %% ../nbs/05b_render.ipynb #ba63fd41
 def neck_mesh(shape: FaceShape):
     "Neck grid, normals, per-vertex head-rotation weight, texture coordinates."
     idn = shape.idn
@@ -353,6 +369,7 @@ def neck_mesh(shape: FaceShape):
     w = np.broadcast_to(1 - smoothstep(6.0, 22.0, Y)[:, None], P.shape[:2])
     return P, grid_normals(P), w, np.stack(np.meshgrid(phi / np.pi * 40 + 40, Y * 3), -1)
 
+# %% ../nbs/05b_render.ipynb #e31a791c
 def torso_mesh(shape: FaceShape):
     "Shoulders and chest (body frame), normals, texture coordinates."
     phi, Y = np.linspace(-np.pi, np.pi, 41), np.linspace(16.5, 60.0, 16)
@@ -362,6 +379,7 @@ def torso_mesh(shape: FaceShape):
     P[..., 1] += 3.2 * (np.abs(P[..., 0]) / 19.0) ** 2 * (Y[:, None] < 24)       # sloping shoulders
     return P, grid_normals(P), np.stack(np.meshgrid(phi / np.pi * 60 + 60, Y * 2), -1)
 
+# %% ../nbs/05b_render.ipynb #1bdcb50f
 def long_hair_mesh(shape: FaceShape):
     "A curtain of long hair behind the face from the temples to the shoulders, normals, texture coordinates."
     phi, Y = np.linspace(np.radians(84), np.radians(276), 25), np.linspace(-7.0, 21.0, 16)
@@ -371,6 +389,7 @@ def long_hair_mesh(shape: FaceShape):
     P[..., 2] = np.where(P[..., 2] < 0, P[..., 2] * 0.5, P[..., 2])
     return P, grid_normals(P), np.stack(np.meshgrid(phi / np.pi * 90, Y * 4), -1)
 
+# %% ../nbs/05b_render.ipynb #02f5f483
 def ear_mesh(shape: FaceShape, side: int):
     "A flat ear on the head's side (`side` -1: image left): grid (9, 7, 3) and texture coordinates in [0, 1]."
     U, V = np.meshgrid(np.linspace(0, 1, 7), np.linspace(0, 1, 9))      # U: front -> back, V: top -> bottom
@@ -379,6 +398,7 @@ def ear_mesh(shape: FaceShape, side: int):
     z = 0.3 + U * 2 * half_w
     return np.stack([side * (shape.w(Yc) - 0.2 + 0.45 * (z - 0.3)), Yc, z], -1), np.stack([U, V], -1)
 
+# %% ../nbs/05b_render.ipynb #7eadc082
 def ear_texture(idn: Identity) -> np.ndarray:
     "Ear texture (64, 32, 3): concha and helix rim."
     skin = np.asarray(idn.skin, np.float32)
@@ -388,7 +408,7 @@ def ear_texture(idn: Identity) -> np.ndarray:
     paint(t, [ellipse_pts((16, 30), (13, 27))[3:17]], skin * 1.05, 0.6, blur=1, thickness=2, closed=False)
     return t
 
-# %% ../nbs/05b_render.ipynb #956496c4
+# %% ../nbs/05b_render.ipynb #84265466
 @dataclass
 class Light:
     "Lighting in the camera frame: key light direction (towards the light), intensities, colours and exposure."
@@ -400,6 +420,7 @@ class Light:
     fill: float = 0.15
     exposure: float = 1.0        # global gain of the whole image (< 0.5: low light)
 
+# %% ../nbs/05b_render.ipynb #64ed2449
 @dataclass
 class HeadRender:
     "Output of `render_head`."
@@ -412,6 +433,7 @@ class HeadRender:
 _TO_LINEAR = ((np.arange(256) / 255.0) ** 2.2).astype(np.float32)
 _TO_SRGB = ((np.arange(1024) / 1023.0) ** (1 / 2.2) * 255).astype(np.float32)
 
+# %% ../nbs/05b_render.ipynb #9b2b7034
 def _mesh_pixels(P_cam, N_cam, tris, cam: Camera, hw, cull: bool = True):
     "Rasterise a camera-frame mesh: pixels, triangles, weights, depth and unit normals (flipped to face the camera if two-sided)."
     pix, tri, w = rasterize(cam.project(P_cam), P_cam[:, 2], tris, hw, cull=cull)
@@ -421,6 +443,7 @@ def _mesh_pixels(P_cam, N_cam, tris, cam: Camera, hw, cull: bool = True):
     if not cull: n *= np.where(np.einsum('ij,ij->i', n, pc) > 0, -1.0, 1.0)[:, None]
     return pix, tri, w, pc[:, 2], n
 
+# %% ../nbs/05b_render.ipynb #7512d16b
 def tex_sample(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
     "Bilinear lookup of a texture (H, W[, C]) at texel coordinates uv (K, 2) -> (K, C)."
     K, C = len(uv), (1 if tex.ndim == 2 else tex.shape[2])
@@ -433,6 +456,7 @@ def tex_sample(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
                     borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(rows * cols, C)[:K]
 
+# %% ../nbs/05b_render.ipynb #0b7c49dc
 def render_head(shape: FaceShape, pose: Pose, light: Light, cam: Camera, hw, background: np.ndarray,
                 tpc: Optional[float] = None) -> HeadRender:
     "Render head, ears, neck, torso (and long hair) of `shape` over `background` (H, W, 3) uint8 RGB."

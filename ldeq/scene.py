@@ -21,7 +21,7 @@ __all__ = ['OCCLUDER_KINDS', 'SKIN_TONES', 'HAIR_COLORS', 'IRIS_COLORS', 'LIPSTI
            'expression_is_strong', 'sample_pose', 'sample_expression', 'sample_light', 'sample_occluder',
            'sample_scene', 'scene_attributes']
 
-# %% ../nbs/05c_scene.ipynb #a7791a51
+# %% ../nbs/05c_scene.ipynb #92c50ffa
 def random_colour(rng: np.random.Generator, sat=(1.3, 3.5), val=(0.12, 0.95)) -> np.ndarray:
     "A random RGB colour (0-255), mostly muted: hue uniform, saturation ~ Beta(*sat), value uniform in `val`."
     h, s, v = rng.uniform(0, 1), rng.beta(*sat), rng.uniform(*val)
@@ -29,6 +29,7 @@ def random_colour(rng: np.random.Generator, sat=(1.3, 3.5), val=(0.12, 0.95)) ->
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
     return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]) * 255
 
+# %% ../nbs/05c_scene.ipynb #e3986e2f
 def render_background(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
     "A cluttered background (H, W, 3) uint8 RGB."
     c0, c1 = random_colour(rng), random_colour(rng)
@@ -65,6 +66,7 @@ def render_background(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
 
 OCCLUDER_KINDS = ('hand', 'bar', 'microphone', 'mask', 'phone', 'cup')
 
+# %% ../nbs/05c_scene.ipynb #919eb039
 @dataclass
 class Occluder:
     "An object drawn over the face; position (u, v) and size in units of the landmark box (0..1 across it)."
@@ -76,6 +78,7 @@ class Occluder:
     color: tuple = (200, 150, 120)
     seed: int = 0
 
+# %% ../nbs/05c_scene.ipynb #a99c741d
 def _shade_layer(mask: np.ndarray, color, direction, strength: float = 0.35) -> np.ndarray:
     "Colour layer over `mask` with a linear gradient along `direction` and darker edges."
     ys, xs = np.nonzero(mask > 0.01)
@@ -89,6 +92,7 @@ def _shade_layer(mask: np.ndarray, color, direction, strength: float = 0.35) -> 
     layer[ys, xs] = np.asarray(color, np.float32) * ((1 - strength * (1 - t)) * (0.7 + 0.3 * np.clip(edge * 1.5, 0, 1)))[:, None]
     return layer
 
+# %% ../nbs/05c_scene.ipynb #0dbddfe3
 def draw_occluder(img: np.ndarray, occ: Occluder, lm: np.ndarray, alpha_out: np.ndarray) -> None:
     "Draw `occ` on float image `img` (H, W, 3) relative to landmarks `lm` (98, 2); add its coverage to `alpha_out`."
     H, W = img.shape[:2]
@@ -166,6 +170,7 @@ def draw_occluder(img: np.ndarray, occ: Occluder, lm: np.ndarray, alpha_out: np.
         img += em[..., None] * ecol
     np.maximum(alpha_out, m, out=alpha_out)
 
+# %% ../nbs/05c_scene.ipynb #bd6e256f
 def draw_glasses(img: np.ndarray, shape: FaceShape, R, T, cam: Camera, zbuf: np.ndarray, kind: str, color,
                  alpha_out: np.ndarray) -> None:
     "Spectacles (`kind` 'clear' or 'sun') in 3-D in front of the eyes, drawn where not hidden by the head (depth test)."
@@ -206,6 +211,7 @@ def draw_glasses(img: np.ndarray, shape: FaceShape, R, T, cam: Camera, zbuf: np.
             if vis[k] and vis[j]:
                 cv2.line(img, (int(q[k, 0]), int(q[k, 1])), (int(q[j, 0]), int(q[j, 1])), col, th, cv2.LINE_AA, 4)
 
+# %% ../nbs/05c_scene.ipynb #96bff4da
 def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
     "Normalised line kernel for a motion blur of `length` pixels along `angle_deg`."
     n = max(3, int(math.ceil(length)) | 1)
@@ -216,7 +222,7 @@ def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
              (int(round((c + d[0]) * 16)), int(round((c + d[1]) * 16))), 1.0, 1, cv2.LINE_AA, 4)
     return k / max(k.sum(), 1e-6)
 
-# %% ../nbs/05c_scene.ipynb #ce5ff900
+# %% ../nbs/05c_scene.ipynb #42458b47
 @dataclass
 class Scene:
     "Everything one rendered image depends on."
@@ -236,6 +242,7 @@ class Scene:
     tex_density: Optional[float] = None       # texels per cm (fixed per video clip)
     noise_seed: int = 0
 
+# %% ../nbs/05c_scene.ipynb #3387c418
 @dataclass
 class Rendered:
     "A rendered scene."
@@ -244,6 +251,7 @@ class Rendered:
     occluded: np.ndarray         # (98,) bool: under an occluder (hand, bar, mask, sunglasses, ...)
     self_occluded: np.ndarray    # (98,) bool: hidden by the head itself (e.g. the far eye behind the nose)
 
+# %% ../nbs/05c_scene.ipynb #5fdc2920
 def render_scene(scene: Scene, background: Optional[np.ndarray] = None) -> Rendered:
     "Render a scene (the background is generated from `scene.background_seed` unless given)."
     H, W = scene.image_size
@@ -266,7 +274,7 @@ def render_scene(scene: Scene, background: Optional[np.ndarray] = None) -> Rende
     return Rendered(np.clip(img + 0.5, 0, 255).astype(np.uint8), lm, alpha[xi[:, 1], xi[:, 0]] > 0.5,
                     out.depth[xi[:, 1], xi[:, 0]] < out.landmarks_cam[:, 2] - 0.6)
 
-# %% ../nbs/05c_scene.ipynb #43d47205
+# %% ../nbs/05c_scene.ipynb #7a1a7100
 SKIN_TONES = np.array([[250, 214, 190], [235, 190, 160], [224, 172, 140], [200, 150, 115], [175, 125, 90],
                        [145, 100, 70], [110, 75, 52], [80, 55, 40]], np.float64)
 HAIR_COLORS = np.array([[25, 20, 18], [55, 38, 25], [95, 65, 40], [150, 110, 65], [200, 165, 110], [140, 60, 30],
@@ -276,6 +284,7 @@ LIPSTICKS = np.array([[190, 30, 60], [160, 20, 40], [220, 80, 120], [120, 30, 50
 POSE_LIMITS = (40.0, 25.0, 30.0)             # |yaw|, |pitch|, |roll| above which a pose is large
 ATTRIBUTE_PROBS = (0.18, 0.2, 0.25, 0.15, 0.3, 0.25)
 
+# %% ../nbs/05c_scene.ipynb #f242aca6
 def sample_identity(rng: np.random.Generator, makeup: bool = False) -> Identity:
     "A random identity; `makeup` gives strong make-up (the make-up attribute)."
     n = lambda m, s, lo, hi: float(np.clip(rng.normal(m, s), lo, hi))
@@ -302,14 +311,17 @@ def sample_identity(rng: np.random.Generator, makeup: bool = False) -> Identity:
         eyeshadow_color=tup(rng.uniform(40, 200, 3)), cloth_color=tup(random_colour(rng, (1.2, 2.0))),
         texture_seed=int(rng.integers(2 ** 31)))
 
+# %% ../nbs/05c_scene.ipynb #6cda8207
 def pose_is_large(p: Pose) -> bool:
     "The pose flag."
     return abs(p.yaw) > POSE_LIMITS[0] or abs(p.pitch) > POSE_LIMITS[1] or abs(p.roll) > POSE_LIMITS[2]
 
+# %% ../nbs/05c_scene.ipynb #3c5c5a22
 def expression_is_strong(e: Expression) -> bool:
     "The expression flag."
     return e.mouth_open >= 0.45 or e.smile >= 0.55 or abs(e.brow_raise) >= 0.55 or max(e.blink_left, e.blink_right) >= 0.65
 
+# %% ../nbs/05c_scene.ipynb #94fa0b05
 def sample_pose(rng: np.random.Generator, large: bool) -> Pose:
     "A head pose: mild, or with one or two large angles."
     if not large:
@@ -321,6 +333,7 @@ def sample_pose(rng: np.random.Generator, large: bool) -> Pose:
         ang[k] = rng.uniform(lo, hi) * rng.choice([-1, 1])
     return Pose(float(ang[0]), float(ang[1]), float(ang[2]), float(rng.uniform(35, 150)))
 
+# %% ../nbs/05c_scene.ipynb #24e5d056
 def sample_expression(rng: np.random.Generator, strong: bool) -> Expression:
     "An expression: mild, or with one or two strong components."
     if not strong:
@@ -339,6 +352,7 @@ def sample_expression(rng: np.random.Generator, strong: bool) -> Expression:
             e.blink_right = e.blink_left if rng.random() < 0.7 else float(rng.uniform(0, 0.3))
     return e
 
+# %% ../nbs/05c_scene.ipynb #e718aa96
 def sample_light(rng: np.random.Generator, extreme: bool) -> Light:
     "Lighting: ordinary, or one of harsh side light, low light, back light, coloured light."
     unit = lambda d: tuple(float(v) for v in np.asarray(d) / np.linalg.norm(d))
@@ -363,6 +377,7 @@ def sample_light(rng: np.random.Generator, extreme: bool) -> Light:
 OCCLUDER_TARGETS = {'mouth': (0.5, 0.8), 'jaw_left': (0.15, 0.87), 'jaw_right': (0.85, 0.87), 'eye_left': (0.28, 0.36),
                     'eye_right': (0.72, 0.36), 'cheek_left': (0.2, 0.58), 'cheek_right': (0.8, 0.58), 'nose': (0.5, 0.56)}
 
+# %% ../nbs/05c_scene.ipynb #2137892b
 def sample_occluder(rng: np.random.Generator, kind: Optional[str] = None, region: Optional[str] = None) -> Occluder:
     "An occluder of `kind` (random if None) over a face `region` of OCCLUDER_TARGETS (random if None)."
     kind = kind or str(rng.choice(OCCLUDER_KINDS, p=[0.35, 0.2, 0.15, 0.12, 0.1, 0.08]))
@@ -378,6 +393,7 @@ def sample_occluder(rng: np.random.Generator, kind: Optional[str] = None, region
     return Occluder(kind, float(u), float(v), float(size), float(ang), tuple(float(c) for c in np.clip(col, 0, 255)),
                     int(rng.integers(2 ** 31)))
 
+# %% ../nbs/05c_scene.ipynb #9df84268
 def sample_scene(rng: np.random.Generator, image_size=(256, 256), attrs: Optional[Sequence[bool]] = None,
                  face_range=(0.3, 0.62)) -> Scene:
     "A random still. `attrs`: six booleans asking for an extreme value of each attribute factor (drawn if None)."
@@ -403,6 +419,7 @@ def sample_scene(rng: np.random.Generator, image_size=(256, 256), attrs: Optiona
                  int(rng.integers(2 ** 31)), blur, motion, noise, tuple(float(v) for v in 1 + rng.normal(0, 0.05, 3)),
                  None, int(rng.integers(2 ** 31)))
 
+# %% ../nbs/05c_scene.ipynb #53be6919
 def scene_attributes(scene: Scene, r: Rendered, extreme_light: bool) -> np.ndarray:
     "The six WFLW flags (pose, expression, illumination, make-up, occlusion, blur) of a rendered scene, int64."
     return np.array([pose_is_large(scene.pose), expression_is_strong(scene.expression), extreme_light,

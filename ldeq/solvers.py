@@ -201,7 +201,7 @@ def _sym_matrix(d: int, eigs: Tensor, seed: int = 0, dtype=torch.float64) -> Ten
     U, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
     return (U * eigs.to(torch.float64)) @ U.T
 
-# %% ../nbs/00_solvers.ipynb #1a1f0994
+# %% ../nbs/00_solvers.ipynb #8662d4f9
 def _anderson_weights(gram: Tensor, cfg: SolverConfig, j: int, active: Tensor | None) -> Tensor:
     "Mixing weights α (B, n), Σα = 1, from the float64 Gram matrix (B, n, n) of the stored residuals."
     B, n, _ = gram.shape
@@ -224,6 +224,7 @@ def _anderson_weights(gram: Tensor, cfg: SolverConfig, j: int, active: Tensor | 
         alpha = torch.where(ok, alpha, torch.nn.functional.one_hot(torch.tensor(j), n).to(alpha))
     return alpha
 
+# %% ../nbs/00_solvers.ipynb #767191a1
 def _anderson(f, z0: Tensor, cfg: SolverConfig):
     "Anderson acceleration; returns (z, f(z) or None, stats)."
     fl, X, tr = _start(f, z0, cfg, 'anderson')
@@ -252,6 +253,7 @@ def _anderson(f, z0: Tensor, cfg: SolverConfig):
         X = tr.freeze(Xn)
     return tr.result(z0.shape)
 
+# %% ../nbs/00_solvers.ipynb #410f2d4e
 def anderson(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
     "Solve z = f(z) from `z0` by Anderson acceleration (memory m, relative regularisation λ, mixing β), per sample."
     with torch.no_grad(): z, _, stats = _anderson(f, z0, cfg)

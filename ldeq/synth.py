@@ -27,9 +27,10 @@ __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'SYNTHETIC_VERSION', 'MARKER', 'Stills
            'VideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos', 'SyntheticConfig', 'SyntheticPaths',
            'default_synthetic_root', 'ensure_synthetic']
 
-# %% ../nbs/06_synth.ipynb #cf19fb91
+# %% ../nbs/06_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
 
+# %% ../nbs/06_synth.ipynb #9209671f
 @dataclass
 class StillsConfig:
     "Size and look of the synthetic stills set."
@@ -41,6 +42,7 @@ class StillsConfig:
     jpeg_quality: tuple = (80, 96)
     seed: int = 0
 
+# %% ../nbs/06_synth.ipynb #8f7181fe
 def render_still(cfg: StillsConfig, split: str, index: int):
     "One still: (RGB image, landmarks (98, 2), box (4,), attribute flags (6,)), deterministic in (seed, split, index)."
     if split not in SPLIT_CODES: raise ValueError(f'split must be one of {list(SPLIT_CODES)}, got {split!r}')
@@ -53,6 +55,7 @@ def render_still(cfg: StillsConfig, split: str, index: int):
     box = np.round(np.r_[lo, hi] + jit, 6)
     return r.image, np.round(r.landmarks, 6), box, scene_attributes(sc, r, want[2])
 
+# %% ../nbs/06_synth.ipynb #85e9dc92
 def _still_job(args) -> WFLWRecord:
     "Worker: render still `index` of `split` and write its JPEG under `image_root`."
     cfg, split, index, image_root = args
@@ -65,6 +68,7 @@ def _still_job(args) -> WFLWRecord:
     (Path(image_root) / rel).write_bytes(buf.tobytes())
     return WFLWRecord(lm, box, attrs, rel)
 
+# %% ../nbs/06_synth.ipynb #3041dbaf
 def _pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
     "Map `fn` over `jobs` in order, in `workers` processes (fork where available) or inline for workers <= 1."
     bar = tqdm_bar(total=len(jobs), desc=desc, disable=not progress)
@@ -80,6 +84,7 @@ def _pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
     bar.close()
     return out
 
+# %% ../nbs/06_synth.ipynb #bebd4100
 def generate_stills(root, cfg: StillsConfig = StillsConfig(), workers: int = 2, progress: bool = True) -> Path:
     "Write the synthetic stills in the official WFLW layout under `root` (images + the two annotation lists)."
     root = Path(root)
@@ -90,9 +95,10 @@ def generate_stills(root, cfg: StillsConfig = StillsConfig(), workers: int = 2, 
         write_wflw_annotations(wflw_annotation_file(root, split), recs)
     return root
 
-# %% ../nbs/06_synth.ipynb #f2b853a0
+# %% ../nbs/06_synth.ipynb #28a27a33
 HARD_FACTORS = ('occluder', 'low_light', 'motion', 'pose', 'harsh_light', 'blur')
 
+# %% ../nbs/06_synth.ipynb #5e0e56c4
 def smooth_track(rng: np.random.Generator, n: int, sigma_frames: float) -> np.ndarray:
     "A smooth random signal of `n` samples, zero mean and unit standard deviation (Gaussian-filtered white noise)."
     pad = int(3 * sigma_frames) + 1
@@ -100,6 +106,7 @@ def smooth_track(rng: np.random.Generator, n: int, sigma_frames: float) -> np.nd
     y = np.convolve(rng.standard_normal(n + 2 * pad), k / k.sum(), mode='same')[pad:pad + n]
     return (y - y.mean()) / (y.std() + 1e-9)
 
+# %% ../nbs/06_synth.ipynb #528559dc
 def blink_track(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
     "Eye closure in [0, 1] per frame: blinks of ~0.2 s every 2-5 s."
     out, t = np.zeros(n), int(rng.uniform(0.3, 2.5) * fps)
@@ -109,12 +116,14 @@ def blink_track(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
         t += int(rng.uniform(2, 5) * fps)
     return out
 
+# %% ../nbs/06_synth.ipynb #032788d0
 def landmarks_of(scene: Scene) -> np.ndarray:
     "The 98 landmarks (pixels) of a scene, without rendering it."
     shape = FaceShape(scene.identity, scene.expression)
     cam, R, T = place_camera(shape, scene.pose, scene.face_centre, scene.face_size)
     return project_landmarks(shape, R, T, cam)[0]
 
+# %% ../nbs/06_synth.ipynb #b02d52ca
 def occluder_coverage(occ: Occluder, lm: np.ndarray, image_size) -> float:
     "Fraction of the landmarks an occluder covers (alpha > 0.5)."
     H, W = image_size
@@ -123,6 +132,7 @@ def occluder_coverage(occ: Occluder, lm: np.ndarray, image_size) -> float:
     xi = np.clip(np.round(lm).astype(int), 0, [W - 1, H - 1])
     return float((a[xi[:, 1], xi[:, 0]] > 0.5).mean())
 
+# %% ../nbs/06_synth.ipynb #61376457
 @dataclass
 class ClipSpec:
     "A synthetic video: per-frame scenes and ground truth, and the factors that make it hard."
@@ -138,6 +148,7 @@ class ClipSpec:
         "(T, 4) landmark boxes x1, y1, x2, y2."
         return np.concatenate([self.landmarks.min(1), self.landmarks.max(1)], 1)
 
+# %% ../nbs/06_synth.ipynb #237375ba
 def _occluder_track(rng, tt, T, kind, lms, image_size, min_cover: float = 0.15, tries: int = 8):
     "Per-frame occluders that sweep in, hold over a face region (covering >= `min_cover` of the landmarks) and maybe leave."
     s = lambda sig: smooth_track(rng, T, sig * (T - 1) / max(tt[-1], 1e-9))
@@ -164,6 +175,7 @@ def _occluder_track(rng, tt, T, kind, lms, image_size, min_cover: float = 0.15, 
         if cover >= min_cover: break
     return best
 
+# %% ../nbs/06_synth.ipynb #eac855df
 def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: int = 80, image_size=(256, 256),
                 fps: float = 25.0) -> ClipSpec:
     "A random clip: smooth motion and expression; hard clips add sustained ambiguity (`HARD_FACTORS`)."
@@ -219,6 +231,7 @@ def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: in
             if 0.6 * speed[i] >= 1.5: sc.motion_blur = (float(0.6 * speed[i]), float(np.degrees(np.arctan2(vel[i, 1], vel[i, 0]))))
     return ClipSpec(clip_id, bool(hard), factors, float(fps), scenes, lms)
 
+# %% ../nbs/06_synth.ipynb #9b62f6e8
 def render_clip(spec: ClipSpec):
     "Yield the `Rendered` frames of a clip (one background, rendered once)."
     H, W = spec.scenes[0].image_size
@@ -269,16 +282,18 @@ def generate_videos(root, cfg: VideosConfig = VideosConfig(), workers: int = 2, 
     (root / 'synthetic_clips.json').write_text(json.dumps(info, indent=1))
     return root
 
-# %% ../nbs/06_synth.ipynb #0a1449c7
+# %% ../nbs/06_synth.ipynb #2e369322
 SYNTHETIC_VERSION = 'synthetic-v1'
 MARKER = '.ldeq_synthetic.json'
 
+# %% ../nbs/06_synth.ipynb #bb61191a
 @dataclass
 class SyntheticConfig:
     "Configuration of the whole synthetic benchmark."
     stills: StillsConfig = field(default_factory=StillsConfig)
     videos: VideosConfig = field(default_factory=VideosConfig)
 
+# %% ../nbs/06_synth.ipynb #7d0917f6
 @dataclass
 class SyntheticPaths:
     "Where the synthetic benchmark lives."
@@ -286,13 +301,16 @@ class SyntheticPaths:
     wflw: Path          # official WFLW layout (WFLW_images, WFLW_annotations)
     wflw_v: Path        # WFLW-V layout (videos, landmarks, bboxes, ID lists)
 
+# %% ../nbs/06_synth.ipynb #1c9cbd94
 def default_synthetic_root() -> Path:
     "`$LDEQ_CACHE/synthetic-v1`, else `~/.cache/ldeq/synthetic-v1`."
     base = os.environ.get('LDEQ_CACHE')
     return (Path(base) if base else Path.home() / '.cache' / 'ldeq') / SYNTHETIC_VERSION
 
+# %% ../nbs/06_synth.ipynb #b8b91d49
 def _jsonable(cfg) -> dict: return json.loads(json.dumps(asdict(cfg)))
 
+# %% ../nbs/06_synth.ipynb #7b0a4894
 def _ensure_part(dest: Path, cfg, make, workers: int, progress: bool, wait_s: float) -> None:
     "Generate `dest` with `make(tmp, cfg, workers, progress)` unless it is complete with the same configuration."
     want = dict(version=SYNTHETIC_VERSION, config=_jsonable(cfg))
@@ -328,6 +346,7 @@ def _ensure_part(dest: Path, cfg, make, workers: int, progress: bool, wait_s: fl
             lock.unlink(missing_ok=True)
         return
 
+# %% ../nbs/06_synth.ipynb #586e7a7d
 def ensure_synthetic(root=None, config: SyntheticConfig = SyntheticConfig(), parts: Sequence[str] = ('stills', 'videos'),
                      workers: int = 2, progress: bool = True, wait_s: float = 1800.0) -> SyntheticPaths:
     "Paths of the synthetic benchmark under `root` (default: `default_synthetic_root()`), generating missing parts."

@@ -28,12 +28,13 @@ __all__ = ['Method', 'FrameByFrame', 'RwR', 'RwRExact', 'Filtered', 'parse_metho
            'rel_residual', 'Eq8Stats', 'rwr_exact_solve', 'model_input_size', 'eval_mode', 'VideoSource', 'FrameResult',
            'track', 'TrackResult', 'track_videos']
 
-# %% ../nbs/12a_tracking.ipynb #886d7923
+# %% ../nbs/12a_tracking.ipynb #ec0ab25b
 @dataclass(frozen=True)
 class FrameByFrame:
     "Every frame on its own: LDEQ solves from zeros with its own solver settings; other models run `model(x)`."
     name: ClassVar[str] = 'frame-by-frame'
 
+# %% ../nbs/12a_tracking.ipynb #749ad6ff
 @dataclass(frozen=True)
 class RwR:
     "Recurrence without Recurrence (sec. 4): z⁽⁰⁾ = z*ₙ₋₁, ≤ k evaluations of f, stop once the residual < tol."
@@ -55,6 +56,7 @@ class RwR:
         "The engine's RwR loop (`ldeq.solvers`, semantics 'rwr'): fixed-point iteration, ≤ k evaluations, first iterate below tol."
         return SolverConfig(method='fpi', max_iters=self.k, tol=self.tol, semantics='rwr')
 
+# %% ../nbs/12a_tracking.ipynb #c7ee79e0
 @dataclass(frozen=True)
 class RwRExact:
     "The exact form (eq. 8): minimise ‖f(z, xₙ) − z‖² + α/2 ‖z − z*ₙ₋₁‖² with L-BFGS from z*ₙ₋₁."
@@ -71,6 +73,7 @@ class RwRExact:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1: raise ValueError(f'RwRExact.{n} must be an int >= 1, got {v!r}')
         object.__setattr__(self, 'alpha', float(self.alpha))
 
+# %% ../nbs/12a_tracking.ipynb #65dfeb18
 @dataclass(frozen=True)
 class Filtered:
     "Frame-by-frame predictions smoothed over time by a `ldeq.filters` filter, in frame pixels."
@@ -82,13 +85,14 @@ class Filtered:
 
 Method = Union[FrameByFrame, RwR, RwRExact, Filtered]
 
-# %% ../nbs/12a_tracking.ipynb #7f3a92f3
+# %% ../nbs/12a_tracking.ipynb #426b0493
 _METHODS = {'frame-by-frame': FrameByFrame, 'rwr': RwR, 'rwr-exact': RwRExact}
 _FILTERS = {'ema': EMA, 'sg': SavitzkyGolay, 'one-euro': OneEuro}
 _ALIASES = {'fbf': 'frame-by-frame', 'framebyframe': 'frame-by-frame', 'none': 'frame-by-frame', 'rwr_exact': 'rwr-exact',
             'exact': 'rwr-exact', 'savgol': 'sg', 'savitzky-golay': 'sg', 'oneeuro': 'one-euro', '1euro': 'one-euro',
             'one_euro': 'one-euro'}
 
+# %% ../nbs/12a_tracking.ipynb #808e7ed6
 def _convert(cls, f: dataclasses.Field, text: str, spec: str):
     "Convert `text` to the type of field `f` of `cls` (from its annotation or default)."
     ann = str(f.type)
@@ -102,6 +106,7 @@ def _convert(cls, f: dataclasses.Field, text: str, spec: str):
     except ValueError: raise ValueError(f'method {spec!r}: {cls.__name__}.{f.name} expects {ann.split()[0]}, got {text!r}') from None
     return text
 
+# %% ../nbs/12a_tracking.ipynb #5fef71ce
 def parse_method(spec) -> Method:
     "A method from a spec object, a filter, or a string like 'frame-by-frame', 'rwr:2', 'rwr-exact:0.5', 'ema:0.15', 'sg:9,2'."
     if isinstance(spec, (FrameByFrame, RwR, RwRExact, Filtered)): return spec
@@ -132,6 +137,7 @@ def parse_method(spec) -> Method:
     except ValueError as e: raise ValueError(f'method {spec!r}: {e}') from None
     return Filtered(obj) if isinstance(obj, TrajFilter) else obj
 
+# %% ../nbs/12a_tracking.ipynb #4d3eb9ea
 def method_label(method) -> str:
     "The short string of a method ('frame-by-frame', 'rwr:2', 'ema:0.15', …); `parse_method` reads it back."
     m = parse_method(method)
@@ -141,17 +147,19 @@ def method_label(method) -> str:
     keep = max([i + 1 for i, f in enumerate(flds) if f.default is dataclasses.MISSING or vals[i] != f.default] + [1 if flds else 0])
     return name + (':' + ','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals[:keep]) if keep else '')
 
-# %% ../nbs/12a_tracking.ipynb #6b60392f
+# %% ../nbs/12a_tracking.ipynb #f0b2a772
 def eq8_objective(f: Callable, x: torch.Tensor, z: torch.Tensor, z_prev: torch.Tensor, alpha: float) -> torch.Tensor:
     "Eq. 8 per sample: ‖f(z, x) − z‖² + α/2 ‖z − z_prev‖², shape (B,)."
     return (f(z, x) - z).flatten(1).pow(2).sum(1) + 0.5 * alpha * (z - z_prev).flatten(1).pow(2).sum(1)
 
+# %% ../nbs/12a_tracking.ipynb #8a217982
 def rel_residual(F: torch.Tensor, z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
     "Per-sample ‖F − z‖ / (‖F‖ + eps), the solvers' relative residual (float64 for float64 input, else float32)."
     dt = torch.float64 if z.dtype == torch.float64 else torch.float32
     d = torch.linalg.vector_norm((F - z).flatten(1), dim=1, dtype=dt)
     return d / (torch.linalg.vector_norm(F.flatten(1), dim=1, dtype=dt) + eps)
 
+# %% ../nbs/12a_tracking.ipynb #4b3311b4
 @dataclass
 class Eq8Stats:
     "Per-sample outcome of one frame's eq. 8 solve (tensors of length B)."
@@ -162,6 +170,7 @@ class Eq8Stats:
     objective_start: torch.Tensor   # eq. 8 at the warm start
     objective_end: torch.Tensor     # eq. 8 at the returned minimiser
 
+# %% ../nbs/12a_tracking.ipynb #eae9734a
 def rwr_exact_solve(f: Callable, x: torch.Tensor, z_prev: torch.Tensor, alpha: float, max_iter: int = 10,
                     history_size: int = 10) -> tuple[torch.Tensor, torch.Tensor, Eq8Stats]:
     "Minimise eq. 8 per sample with L-BFGS from `z_prev`; returns (z_opt, f(z_opt), stats)."
@@ -217,7 +226,7 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return (p.device, p.dtype) if p is not None else (torch.device('cpu'), torch.float32)
 
 
-# %% ../nbs/12a_tracking.ipynb #acba126f
+# %% ../nbs/12a_tracking.ipynb #58779cf8
 @dataclass
 class _Pred:
     "Per-sample predictions of one pass over a group of frames."
@@ -227,10 +236,12 @@ class _Pred:
     residual: np.ndarray              # (b,)
     failed: np.ndarray                # (b,) bool
 
+# %% ../nbs/12a_tracking.ipynb #4f001724
 def _np(t: torch.Tensor | None, n: int, fill=math.nan, dtype=np.float64) -> np.ndarray:
     "A tensor as a numpy array, or `fill` repeated n times when it is None."
     return np.full(n, fill, dtype=dtype) if t is None else t.detach().cpu().numpy().astype(dtype)
 
+# %% ../nbs/12a_tracking.ipynb #5366c74f
 class _Predictor:
     "Crops frames, runs the model as the method says, maps landmarks back to frame pixels."
     def __init__(self, model: nn.Module, method: Method, tracking: BoxTracking):
@@ -284,7 +295,7 @@ class _Predictor:
             lm = self.model.readout(z)
         return _Pred(self._to_frame(lm, Ms), z, _np(st.nfe, n), _np(st.residual, n), _np(st.failed, n, dtype=bool))
 
-# %% ../nbs/12a_tracking.ipynb #6ac96f41
+# %% ../nbs/12a_tracking.ipynb #2a28fdbf
 @dataclass
 class VideoSource:
     "One video to track: frames (any iterable of RGB uint8 (H, W, 3) arrays) and per-frame boxes, or tracking."
@@ -295,6 +306,7 @@ class VideoSource:
     name: str = ''
     n_frames: int | None = None       # for progress bars only
 
+# %% ../nbs/12a_tracking.ipynb #47f7624d
 @dataclass
 class FrameResult:
     "The prediction for one frame of one video."
@@ -310,6 +322,7 @@ class FrameResult:
     seconds: float                    # this frame's share of the step's wall time
     frame: np.ndarray | None = None   # the RGB frame itself, with `keep_frames=True`
 
+# %% ../nbs/12a_tracking.ipynb #d2b55a0f
 class _Stream:
     "Per-video state while tracking."
     def __init__(self, i: int, src: VideoSource):
@@ -350,10 +363,12 @@ class _Stream:
         self.frame = f
         return True
 
+# %% ../nbs/12a_tracking.ipynb #d3751f01
 def _whole_frame(shape) -> np.ndarray:
     "The box of the whole frame."
     return np.array([0., 0., shape[1] - 1., shape[0] - 1.])
 
+# %% ../nbs/12a_tracking.ipynb #859e857d
 def _step(pred: _Predictor, slots: list[_Stream], tracking: BoxTracking) -> list[dict]:
     "Predict the current frame of every slot; update the slots' state; return one result dict per slot."
     n = len(slots)
@@ -404,6 +419,7 @@ def _step(pred: _Predictor, slots: list[_Stream], tracking: BoxTracking) -> list
         s.lm, s.box = (None, None) if r['failed'] else (r['lm'], r['box'])
     return out
 
+# %% ../nbs/12a_tracking.ipynb #8b4eb3a7
 def track(model: nn.Module, sources: Iterable[VideoSource], method='frame-by-frame', batch_size: int = 1,
           tracking: BoxTracking = BoxTracking(), keep_frames: bool = False, progress: bool = False,
           total: int | None = None) -> Iterator[FrameResult]:

@@ -36,14 +36,16 @@ from .baselines import supervised_landmarks, n_parameters, UNetConfig, StackedHo
 from .checkpoint import build_model, model_config, model_kinds, save_checkpoint, load_checkpoint, CheckpointError
 from .metrics import nme as nme_per_image, failure_rate, auc
 from .preprocess import normalize_image
+from .threads import set_threads
 from .progress import tqdm_bar
 
-# %% ../nbs/11_train.ipynb #bc88ea4e
+# %% ../nbs/11_train.ipynb #e9d2a8a3
 def _f(default, help: str, **kw):
     "A dataclass field with a help string (for the generated command line)."
     if isinstance(default, (list, dict, set)): raise TypeError('mutable default')
     return field(default=default, metadata={'help': help, **kw})
 
+# %% ../nbs/11_train.ipynb #1054e6ba
 @dataclass
 class TrainConfig:
     "Every setting of a training run (model, data, optimisation, schedule, devices, checkpointing, logging)."
@@ -73,7 +75,7 @@ class TrainConfig:
     device: str = _f('cpu', "'cpu', 'cuda', 'cuda:N' or 'auto' (under torchrun with CUDA: cuda:LOCAL_RANK)")
     precision: Literal['fp32', 'bf16', 'fp16'] = _f('fp32', 'autocast precision of the training steps (bf16: CUDA or CPU; fp16: CUDA only)')
     memory_format: Literal['contiguous', 'channels_last'] = _f('contiguous', 'memory layout of the weights and input batches')
-    threads: int | None = _f(None, 'torch CPU threads per process (default: leave as is)')
+    threads: int | None = _f(None, 'torch CPU threads per process (default: the rule of ldeq.threads, the cores idle at start-up)')
     out_dir: str = _f('runs/train', 'output folder: last.pt, best.pt, log.csv, curves.png')
     resume: bool = _f(False, 'resume from out_dir/last.pt')
     ckpt_every_steps: int = _f(0, 'also save last.pt every N optimiser steps (0: at epoch ends only)')
@@ -118,6 +120,7 @@ class TrainConfig:
         if unknown: raise ValueError(f'TrainConfig: unknown fields {unknown}')
         return cls(**d)
 
+# %% ../nbs/11_train.ipynb #c6fac3de
 def _literal_fields() -> dict[str, tuple]:
     "Field name → allowed values for the Literal-typed fields of TrainConfig (None included where optional)."
     out = {}
@@ -126,6 +129,7 @@ def _literal_fields() -> dict[str, tuple]:
         if typing.get_origin(base) is Literal: out[f.name] = typing.get_args(base) + ((None,) if optional else ())
     return out
 
+# %% ../nbs/11_train.ipynb #17e1a082
 def _unwrap_optional(tp) -> tuple[Any, bool]:
     "(X, True) for `X | None`, else (tp, False)."
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
@@ -412,9 +416,10 @@ def plot_curves(history: list[dict], path=None, title: str = ''):
         fig.savefig(tmp, dpi=100); os.replace(tmp, path); plt.close(fig)
     return fig
 
-# %% ../nbs/11_train.ipynb #0fc11a84
+# %% ../nbs/11_train.ipynb #8c359a35
 RESUMABLE_CHANGES = ('resume', 'max_steps', 'progress', 'num_workers', 'threads', 'ckpt_every_steps', 'out_dir', 'device', 'val_batch_size')
 
+# %% ../nbs/11_train.ipynb #8bef9232
 @dataclass
 class TrainResult:
     "What `train` returns."
@@ -426,17 +431,20 @@ class TrainResult:
     finished: bool                    # False when stopped by max_steps
     best_nme: float | None
 
+# %% ../nbs/11_train.ipynb #a5b001be
 def _allreduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     "Sum of a tensor over processes (itself with one process)."
     if info.world_size > 1: dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
+# %% ../nbs/11_train.ipynb #a6965815
 def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
     "Refuse to resume a run whose computation-defining settings differ from the checkpoint's."
     now = cfg.to_dict()
     diff = [f'{k}: {saved.get(k)!r} != {now[k]!r}' for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if diff: raise ValueError(f'cannot resume from {path}: the run was started with different settings (checkpoint != now): ' + '; '.join(diff))
 
+# %% ../nbs/11_train.ipynb #2713ad07
 def train(cfg: TrainConfig, sources=None, augment_fn: Callable | None = None) -> TrainResult:
     "Train (or resume, with cfg.resume) a model as configured; `sources`/`augment_fn` replace cfg's data (tests)."
     info = init_distributed(cfg)
@@ -444,8 +452,9 @@ def train(cfg: TrainConfig, sources=None, augment_fn: Callable | None = None) ->
     finally:
         if info.initialized_here: dist.destroy_process_group()
 
+# %% ../nbs/11_train.ipynb #2447a5cf
 def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult:
-    if cfg.threads is not None: torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads, batch=cfg.batch_size)      # the thread rule of ldeq.threads when cfg.threads is None
     dev, main = info.device, info.is_main
     autocast(dev, cfg.precision)                                   # clear error for fp16 on CPU, before any work
     out_dir = Path(cfg.out_dir)
@@ -553,6 +562,7 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
         if info.world_size > 1: dist.barrier()
     return TrainResult(model, mcfg, st['history'], out_dir, st['global_step'], finished, st['best_nme'])
 
+# %% ../nbs/11_train.ipynb #f186bfba
 class FirstN:
     "The first n items of a source (n ≤ its length)."
     def __init__(self, src, n: int):

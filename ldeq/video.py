@@ -18,10 +18,11 @@ import numpy as np
 __all__ = ['VideoError', 'VideoInfo', 'video_info', 'read_frames', 'as_box', 'box_from_landmarks', 'BoxTracking', 'box_problem',
            'draw_landmarks', 'NpyStreamWriter']
 
-# %% ../nbs/12_video.ipynb #b2a74a2c
+# %% ../nbs/12_video.ipynb #fbd761c1
 class VideoError(ValueError):
     "A video that cannot be read, or per-frame data (boxes, landmarks) that does not match it."
 
+# %% ../nbs/12_video.ipynb #aec8f0c4
 @dataclass(frozen=True)
 class VideoInfo:
     "Container facts of a video file; `n_frames` is the header's count (can be approximate for some codecs)."
@@ -31,6 +32,7 @@ class VideoInfo:
     fps: float
     n_frames: int
 
+# %% ../nbs/12_video.ipynb #01147633
 def _open(path) -> tuple[Path, cv2.VideoCapture]:
     "Open `path` with OpenCV or raise a VideoError naming it."
     p = Path(path)
@@ -42,6 +44,7 @@ def _open(path) -> tuple[Path, cv2.VideoCapture]:
         raise VideoError(f'{p}: OpenCV cannot open this file as a video (unknown container or codec, or not a video)')
     return p, cap
 
+# %% ../nbs/12_video.ipynb #236e95ea
 def video_info(path) -> VideoInfo:
     "Width, height, frame rate and header frame count of a video file (checks that one frame decodes)."
     p, cap = _open(path)
@@ -54,6 +57,7 @@ def video_info(path) -> VideoInfo:
     finally: cap.release()
     return VideoInfo(str(p), w, h, fps if math.isfinite(fps) and fps > 0 else 0.0, n if n > 0 else -1)
 
+# %% ../nbs/12_video.ipynb #56770371
 def read_frames(path) -> Iterator[np.ndarray]:
     "Stream the frames of a video file as RGB uint8 (H, W, 3) arrays, one at a time."
     p, cap = _open(path)

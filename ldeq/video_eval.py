@@ -93,7 +93,7 @@ def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-b
     return _video_eval(method_label(m), subset, items, gts, res, nmf_mode, keep_predictions)
 
 
-# %% ../nbs/12b_video_eval.ipynb #cf4b251c
+# %% ../nbs/12b_video_eval.ipynb #e56e3d86
 def evaluate_methods(model: nn.Module, root, subset: str = 'hard', methods: Sequence = ('frame-by-frame', 'rwr:2'),
                      **kwargs) -> tuple[pd.DataFrame, dict[str, VideoEval]]:
     "Evaluate several methods (filters share one frame-by-frame run); returns the summary table and each VideoEval."
@@ -125,6 +125,7 @@ def evaluate_methods(model: nn.Module, root, subset: str = 'hard', methods: Sequ
         out[lab] = ev
     return pd.DataFrame([out[l].summary() for l in labels]), out
 
+# %% ../nbs/12b_video_eval.ipynb #b4f04ad1
 def alpha_sweep(model: nn.Module, root, subset: str = 'hard', alphas: Sequence[float] = (0.0, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4),
                 max_iter: int = 10, references: Sequence = ('frame-by-frame', 'rwr:2'), **kwargs) -> pd.DataFrame:
     "Eq. 8 over a grid of α (the NME / NMF trade-off curve), plus reference methods (alpha NaN)."
@@ -133,6 +134,7 @@ def alpha_sweep(model: nn.Module, root, subset: str = 'hard', alphas: Sequence[f
     table.insert(1, 'alpha', [m.alpha if isinstance(m, RwRExact) else math.nan for m in map(parse_method, methods)])
     return table
 
+# %% ../nbs/12b_video_eval.ipynb #cbe88db8
 def plot_tradeoff(table: pd.DataFrame, ax=None, title: str | None = None):
     "NME vs NMF scatter of a comparison table (e.g. from `alpha_sweep` or `evaluate_methods`), points labelled by method."
     import matplotlib.pyplot as plt
@@ -142,4 +144,3 @@ def plot_tradeoff(table: pd.DataFrame, ax=None, title: str | None = None):
     ax.set_xlabel('NMF (eq. 11, lower = steadier)'); ax.set_ylabel('NME % (eq. 10, lower = more accurate)')
     if title: ax.set_title(title)
     return ax
-
