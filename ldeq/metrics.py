@@ -14,7 +14,8 @@ from .wflw import ATTRIBUTES, OUTER_EYE_CORNERS, PUPILS
 
 # %% auto #0
 __all__ = ['Normalisation', 'as_numpy', 'normaliser', 'nme', 'ced', 'failure_rate', 'auc', 'StillMetrics', 'summarise',
-           'still_report', 'video_nme', 'face_scale', 'flicker_per_pair', 'video_nmf', 'VideoMetrics', 'video_report']
+           'still_report', 'video_nme', 'face_scale', 'flicker_per_pair', 'video_nmf', 'VideoMetrics', 'video_report',
+           'lowpass_zero_phase', 'NMFSplit', 'nmf_split']
 
 # %% ../nbs/03_metrics.ipynb #d9e25409
 def as_numpy(a, name: str = 'array') -> np.ndarray:
@@ -162,3 +163,32 @@ def video_report(preds: Sequence, gts: Sequence, eyes: tuple[int, int] = OUTER_E
     e = np.array([video_nme(p, g, eyes) for p, g in zip(preds, gts)])
     f = np.array([video_nmf(p, g, **nmf_kwargs) for p, g in zip(preds, gts)])
     return VideoMetrics(len(e), float(e.mean()), float(f.mean()), e, f)
+
+# %% ../nbs/03_metrics.ipynb #8ff0bb36
+def lowpass_zero_phase(x, fps: float, cutoff_hz: float) -> np.ndarray:
+    "Ideal zero-phase low-pass of `x` (T, ...) along time: Fourier components above `cutoff_hz` removed (mirror-extended)."
+    a = as_numpy(x, 'x')
+    if not (fps > 0 and cutoff_hz > 0): raise ValueError(f'fps and cutoff_hz must be > 0, got {fps}, {cutoff_hz}')
+    T = len(a)
+    ext = np.concatenate([a, a[::-1]], 0)                       # even extension: no jump at the ends
+    F = np.fft.rfft(ext, axis=0)
+    F[np.fft.rfftfreq(2 * T, d=1 / fps) > cutoff_hz] = 0
+    return np.fft.irfft(F, n=2 * T, axis=0)[:T]
+
+# %% ../nbs/03_metrics.ipynb #aff32740
+@dataclass
+class NMFSplit:
+    "A video's NMF (eq. 11) split into flicker (low-passed error) and jitter (what the low-pass removed)."
+    nmf: float
+    flicker: float
+    jitter: float
+
+    @property
+    def jitter_share(self) -> float: return self.jitter ** 2 / self.nmf ** 2 if self.nmf > 0 else 0.0
+
+def nmf_split(pred, gt, fps: float, cutoff_hz: float = 2.5, ref_size: float = 256.0) -> NMFSplit:
+    "Split the video NMF of `pred` into flicker and jitter with an ideal zero-phase low-pass of the error."
+    p, g = _check_landmarks(pred, gt)
+    nmf = video_nmf(p, g, ref_size)
+    flick = video_nmf(g - lowpass_zero_phase(g - p, fps, cutoff_hz), g, ref_size)
+    return NMFSplit(nmf, flick, float(np.sqrt(max(nmf ** 2 - flick ** 2, 0.0))))
