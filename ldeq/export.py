@@ -17,9 +17,15 @@ from .model import LDEQ, softargmax
 from .onnx_track import first_path
 
 # %% auto #0
-__all__ = ['FirstFrame', 'RwRStep', 'export_onnx', 'check_parity', 'main']
+__all__ = ['unroll', 'FirstFrame', 'RwRStep', 'export_onnx', 'check_parity', 'main']
 
 # %% ../nbs/15_export.ipynb #50c8f3ac
+def unroll(model: LDEQ, crop: torch.Tensor, z: torch.Tensor, n: int):
+    "The stem, `n` applications of the cell from `z`, and the readout: (landmarks, z)."
+    inj = model.tail(crop)
+    for _ in range(n): z = model.cell(z, inj)
+    return softargmax(z[:, :model.cfg.n_landmarks]), z
+
 class FirstFrame(nn.Module):
     "crop (B, 3, S, S) → (landmarks (B, L, 2), z): the stem, then `n_iters` applications of the cell from z₀ = 0 (eq. 2)."
     def __init__(self, model: LDEQ, n_iters: int = 8):
@@ -28,9 +34,7 @@ class FirstFrame(nn.Module):
         self.model, self.n_iters = model, n_iters
 
     def forward(self, crop: torch.Tensor):
-        inj, z = self.model.tail(crop), self.model.z0(crop)
-        for _ in range(self.n_iters): z = self.model.cell(z, inj)
-        return softargmax(z[:, :self.model.cfg.n_landmarks]), z
+        return unroll(self.model, crop, self.model.z0(crop), self.n_iters)
 
 # %% ../nbs/15_export.ipynb #796dd7bd
 class RwRStep(nn.Module):
@@ -41,9 +45,7 @@ class RwRStep(nn.Module):
         self.model, self.k = model, k
 
     def forward(self, crop: torch.Tensor, z_prev: torch.Tensor):
-        inj, z = self.model.tail(crop), z_prev
-        for _ in range(self.k): z = self.model.cell(z, inj)
-        return softargmax(z[:, :self.model.cfg.n_landmarks]), z
+        return unroll(self.model, crop, z_prev, self.k)
 
 # %% ../nbs/15_export.ipynb #f2bb2e8a
 def _metadata(model: LDEQ, first_iters: int, k: int, crop_scale: float) -> dict[str, str]:
@@ -85,13 +87,13 @@ def check_parity(model: LDEQ, step_path, first_path_, seed: int = 0) -> float:
     import numpy as np, onnxruntime as ort
     c, g = model.cfg, torch.Generator().manual_seed(seed)
     x = torch.randn(1, c.in_channels, c.image_size, c.image_size, generator=g)
-    run = lambda p, feed: ort.InferenceSession(str(p), providers=['CPUExecutionProvider']).run(None, feed)
-    meta = ort.InferenceSession(str(step_path), providers=['CPUExecutionProvider']).get_modelmeta().custom_metadata_map
+    step, first = (ort.InferenceSession(str(p), providers=['CPUExecutionProvider']) for p in (step_path, first_path_))
+    meta = step.get_modelmeta().custom_metadata_map
     with torch.no_grad():
         r1 = FirstFrame(model, int(meta['ldeq.first_iters']))(x)
         r2 = RwRStep(model, int(meta['ldeq.k']))(x, r1[1])
-    o1 = run(first_path_, {'crop': x.numpy()})
-    o2 = run(step_path, {'crop': x.numpy(), 'z_prev': r1[1].numpy()})
+    o1 = first.run(None, {'crop': x.numpy()})
+    o2 = step.run(None, {'crop': x.numpy(), 'z_prev': r1[1].numpy()})
     return max(float(np.abs(a - b.numpy()).max()) for a, b in zip(o1 + o2, r1 + r2))
 
 # %% ../nbs/15_export.ipynb #a6f4adbe
