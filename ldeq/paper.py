@@ -26,7 +26,7 @@ from .wflw import ATTRIBUTES, VIDEO_SUBSETS
 from .data import open_stills, detect_layout
 from .filters import EMA, select_setting, paper_grids
 from .checkpoint import kind_of, load_model, model_kinds
-from .tracking import model_input_size, RwR, RwRExact, method_label
+from .tracking import model_input_size, RwR, RwRExact, method_label, parse_method
 from .video_eval import evaluate_methods, video_means
 from .progress import stage
 
@@ -251,10 +251,10 @@ def _combine(evals: list) -> dict:
     return dict(videos=len(t), frames=int(t['frames'].sum()), **video_means(t))
 
 def video_methods(kind: str, ema: Sequence[float | EMA], rwr_k: int = 2, alpha: float | None = 1.0, exact_iters: int = 5) -> list:
-    "The methods of Table 3 for a model kind: frame-by-frame, the EMA grid, and for LDEQ RwR and eq. 8."
+    "The methods of Table 3 for a model kind: frame-by-frame, the EMA grid, and for LDEQ RwR (ldeq's and the published loop) and eq. 8."
     ms = ['frame-by-frame'] + [w if isinstance(w, EMA) else EMA(float(w)) for w in ema]
     if kind == 'ldeq':
-        ms.append(RwR(k=rwr_k))
+        ms += [RwR(k=rwr_k), RwR.published(rwr_k)]
         if alpha is not None: ms.append(RwRExact(alpha=float(alpha), max_iter=exact_iters))
     return ms
 
@@ -293,7 +293,10 @@ def _row_name(method: str) -> str:
     if method == 'frame-by-frame': return 'frame by frame'
     if method.startswith('ema'): return f'+ {method.replace(":", " w=")}'
     if method.startswith('rwr-exact'): return f'+ RwR exact, eq. 8 (α={method.split(":")[1].split(",")[0]})'
-    if method.startswith('rwr'): return f'+ RwR (k={method.split(":")[1].split(",")[0]})'
+    if method.startswith('rwr'):
+        m = parse_method(method)
+        return (f'+ RwR, published (exactly {m.k} f-evals)' if m.semantics == 'published'
+                else f'+ RwR (k={m.k})' if m == RwR(m.k) else f'+ RwR ({method})')
     return f'+ {method}'
 
 def table3(long: pd.DataFrame, subset: str = 'hard', nme_tol: float = 0.01) -> pd.DataFrame:

@@ -22,10 +22,12 @@ from .scene import ATTRIBUTE_PROBS, OCCLUDER_TARGETS, Occluder, Scene, draw_occl
 from .scene import sample_identity, sample_light, sample_occluder, sample_scene, scene_attributes
 
 # %% auto #0
-__all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still', 'generate_stills',
+__all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_REGIONS', 'AMBIGUITY_EVENTS',
+           'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still', 'generate_stills',
            'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip',
-           'VideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos', 'SyntheticConfig', 'SyntheticPaths',
-           'default_synthetic_root', 'ensure_synthetic']
+           'stretch_envelope', 'sample_pool_clip', 'PoolConfig', 'pool_clip_spec', 'VideosConfig', 'video_ids',
+           'make_clip_spec', 'generate_videos', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root',
+           'ensure_synthetic']
 
 # %% ../nbs/06_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -135,13 +137,15 @@ def occluder_coverage(occ: Occluder, lm: np.ndarray, image_size) -> float:
 # %% ../nbs/06_synth.ipynb #61376457
 @dataclass
 class ClipSpec:
-    "A synthetic video: per-frame scenes and ground truth, and the factors that make it hard."
+    "A synthetic video: per-frame scenes and ground truth, the factors that make it hard and (pool clips) its difficulty."
     clip_id: str
     hard: bool
     factors: tuple
     fps: float
     scenes: list
     landmarks: np.ndarray        # (T, 98, 2) pixels
+    difficulty: float = float('nan')                 # pool clips: the difficulty they were drawn at, in [0, 1]
+    ambiguity: np.ndarray | None = None              # pool clips: (T,) max of the events' stretch envelopes
 
     @property
     def bboxes(self) -> np.ndarray:
@@ -149,31 +153,61 @@ class ClipSpec:
         return np.concatenate([self.landmarks.min(1), self.landmarks.max(1)], 1)
 
 # %% ../nbs/06_synth.ipynb #237375ba
-def _occluder_track(rng, tt, T, kind, lms, image_size, min_cover: float = 0.15, tries: int = 8):
-    "Per-frame occluders that sweep in, hold over a face region (covering >= `min_cover` of the landmarks) and maybe leave."
+CLIP_OCCLUDER_KINDS = {'hand': 0.4, 'bar': 0.15, 'microphone': 0.15, 'phone': 0.1, 'cup': 0.05, 'mask': 0.15}
+CLIP_OCCLUDER_REGIONS = {'mouth': 0.3, 'jaw_left': 0.15, 'jaw_right': 0.15, 'eye_left': 0.1, 'eye_right': 0.1,
+                         'cheek_left': 0.1, 'cheek_right': 0.1}
+
+def _occluder_track(rng, tt, T, kind, lms, image_size, min_cover: float = 0.15, tries: int = 8, envelope=None,
+                    regions: dict = CLIP_OCCLUDER_REGIONS):
+    "Per-frame occluders that sweep in, hold over a face region (covering >= `min_cover` of the landmarks) and maybe leave, or follow `envelope` (None where it is 0)."
     s = lambda sig: smooth_track(rng, T, sig * (T - 1) / max(tt[-1], 1e-9))
     best = None
     for k in range(tries):
-        region = str(rng.choice(['mouth', 'jaw_left', 'jaw_right', 'eye_left', 'eye_right', 'cheek_left', 'cheek_right'],
-                                p=[0.3, 0.15, 0.15, 0.1, 0.1, 0.1, 0.1]))
+        region = str(rng.choice(list(regions), p=list(regions.values())))
         tmpl = sample_occluder(rng, kind, region)
         tmpl.size *= 1 + 0.1 * k
-        if kind == 'mask': return [replace(tmpl) for _ in range(T)], 1.0
-        target = np.array(OCCLUDER_TARGETS[region])
-        side = -1 if target[0] < 0.5 else 1
-        start = np.array([0.5 + side * 1.6, target[1] + 0.3])
-        t_in, t_out = rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.15)
-        x = tt / tt[-1]
-        a = smoothstep(t_in, t_in + 0.12, x) * (smoothstep(t_out, t_out - 0.12, x) if t_out < 1 else 1.0)
-        u = start[0] + (target[0] - start[0]) * a + 0.06 * s(0.25)
-        v = start[1] + (target[1] - start[1]) * a + 0.05 * s(0.25)
-        ang, size = tmpl.angle + 12 * s(0.4), tmpl.size * (1 + 0.08 * s(0.6))
-        track = [replace(tmpl, u=float(u[i]), v=float(v[i]), angle=float(ang[i]), size=float(size[i])) for i in range(T)]
+        if kind == 'mask':                                   # worn, not swept in: on while the envelope is >= 0.5
+            if envelope is None: return [replace(tmpl) for _ in range(T)], 1.0
+            a = np.where(np.asarray(envelope) >= 0.5, 1.0, 0.0)
+            track = [replace(tmpl) if a[i] else None for i in range(T)]
+        else:
+            target = np.array(OCCLUDER_TARGETS[region])
+            side = -1 if target[0] < 0.5 else 1
+            start = np.array([0.5 + side * 1.6, target[1] + 0.3])
+            if envelope is None:
+                t_in, t_out = rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.15)
+                x = tt / tt[-1]
+                a = smoothstep(t_in, t_in + 0.12, x) * (smoothstep(t_out, t_out - 0.12, x) if t_out < 1 else 1.0)
+            else: a = np.asarray(envelope, np.float64)
+            u = start[0] + (target[0] - start[0]) * a + 0.06 * s(0.25)
+            v = start[1] + (target[1] - start[1]) * a + 0.05 * s(0.25)
+            ang, size = tmpl.angle + 12 * s(0.4), tmpl.size * (1 + 0.08 * s(0.6))
+            track = [replace(tmpl, u=float(u[i]), v=float(v[i]), angle=float(ang[i]), size=float(size[i]))
+                     if envelope is None or a[i] > 0 else None for i in range(T)]
         held = np.flatnonzero(a > 0.95)
         cover = np.mean([occluder_coverage(track[i], lms[i], image_size) for i in held[::3]]) if len(held) else 0.0
         if best is None or cover > best[1]: best = (track, cover)
         if cover >= min_cover: break
     return best
+
+# %% ../nbs/06_synth.ipynb #ebcf3fb4
+def _clip_scenes(idn, tr: dict, lights: list, noise, blur, image_size, bg_seed: int, base_seed: int, tpc: float) -> list:
+    "The per-frame `Scene`s of a clip from its tracks `tr` (pose, position, size, expression) and per-frame lights, noise and blur."
+    H, W = image_size
+    f = lambda k, i: float(tr[k][i])
+    return [Scene(idn, Expression(f('talk', i), f('smile', i), f('blink', i), f('blink', i), f('brow', i), f('gx', i), f('gy', i)),
+                  Pose(f('yaw', i), f('pitch', i), f('roll', i), 70.0), lights[i], [], (H, W), (f('cx', i), f('cy', i)),
+                  f('size', i), bg_seed, float(blur[i]), (0.0, 0.0), float(noise[i]), (1.0, 1.0, 1.0), tpc,
+                  (base_seed + i) % 2 ** 31) for i in range(len(lights))]
+
+# %% ../nbs/06_synth.ipynb #d490bb2b
+def _add_motion_blur(scenes: list, lms: np.ndarray) -> None:
+    "Give each scene the motion blur of its landmarks' mean motion over ~60% of the frame time (from 1.5 px)."
+    d = lms[1:] - lms[:-1]
+    speed = np.r_[0.0, np.linalg.norm(d, axis=2).mean(1)]
+    vel = np.r_[[[0.0, 0.0]], d.mean(1)]
+    for i, sc in enumerate(scenes):
+        if 0.6 * speed[i] >= 1.5: sc.motion_blur = (float(0.6 * speed[i]), float(np.degrees(np.arctan2(vel[i, 1], vel[i, 0]))))
 
 # %% ../nbs/06_synth.ipynb #eac855df
 def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: int = 80, image_size=(256, 256),
@@ -213,30 +247,130 @@ def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: in
     blur = (np.clip(rng.uniform(1.2, 2.2) + 0.5 * s(0.6), 0.8, 3.0) * size / 130) if 'blur' in factors else np.zeros(T)
     bg_seed, base_seed = int(rng.integers(2 ** 31)), int(rng.integers(2 ** 31))
     tpc = float(np.clip(1.15 * size0 / 14.5, 5, 14))
-    scenes = [Scene(idn, Expression(float(talk[i]), float(smile[i]), float(blink[i]), float(blink[i]), float(brow[i]),
-                                    float(gx[i]), float(gy[i])),
-                    Pose(float(yaw[i]), float(pitch[i]), float(roll[i]), 70.0), light, [], (H, W),
-                    (float(cx[i]), float(cy[i])), float(size[i]), bg_seed, float(blur[i]), (0.0, 0.0), noise,
-                    (1.0, 1.0, 1.0), tpc, (base_seed + i) % 2 ** 31) for i in range(T)]
+    tr = dict(yaw=yaw, pitch=pitch, roll=roll, cx=cx, cy=cy, size=size, talk=talk, smile=smile, blink=blink, brow=brow,
+              gx=gx, gy=gy)
+    scenes = _clip_scenes(idn, tr, [light] * T, np.full(T, noise), blur, (H, W), bg_seed, base_seed, tpc)
     lms = np.stack([landmarks_of(sc) for sc in scenes])
     if 'occluder' in factors:
-        kind = str(rng.choice(['hand', 'bar', 'microphone', 'phone', 'cup', 'mask'], p=[0.4, 0.15, 0.15, 0.1, 0.05, 0.15]))
+        kind = str(rng.choice(list(CLIP_OCCLUDER_KINDS), p=list(CLIP_OCCLUDER_KINDS.values())))
         track, _ = _occluder_track(rng, tt, T, kind, lms, (H, W))
         for sc, o in zip(scenes, track): sc.occluders = [o]
-    if hard:                                                 # motion blur over ~60% of the frame time
-        d = lms[1:] - lms[:-1]
-        speed = np.r_[0.0, np.linalg.norm(d, axis=2).mean(1)]
-        vel = np.r_[[[0.0, 0.0]], d.mean(1)]
-        for i, sc in enumerate(scenes):
-            if 0.6 * speed[i] >= 1.5: sc.motion_blur = (float(0.6 * speed[i]), float(np.degrees(np.arctan2(vel[i, 1], vel[i, 0]))))
+    if hard: _add_motion_blur(scenes, lms)
     return ClipSpec(clip_id, bool(hard), factors, float(fps), scenes, lms)
 
 # %% ../nbs/06_synth.ipynb #9b62f6e8
-def render_clip(spec: ClipSpec):
-    "Yield the `Rendered` frames of a clip (one background, rendered once)."
-    H, W = spec.scenes[0].image_size
-    bg = render_background(np.random.default_rng(spec.scenes[0].background_seed), H, W)
-    for sc in spec.scenes: yield render_scene(sc, background=bg)
+def render_clip(spec: ClipSpec, indices=None):
+    "Yield the `Rendered` frames of a clip, all or those at `indices` (one background, rendered once; same frames as the full render)."
+    T = len(spec.scenes)
+    idx = range(T) if indices is None else [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < T]
+    if bad: raise ValueError(f'indices must lie in [0, {T}) for a clip of {T} frames, got {bad[:5]}')
+    def frames():
+        H, W = spec.scenes[0].image_size
+        bg = render_background(np.random.default_rng(spec.scenes[0].background_seed), H, W)
+        for i in idx: yield render_scene(spec.scenes[i], background=bg)
+    return frames()
+
+# %% ../nbs/06_synth.ipynb #3dcb6118
+AMBIGUITY_EVENTS = ('occlusion', 'extreme_pose', 'dark', 'blur')
+
+# %% ../nbs/06_synth.ipynb #748b9038
+def stretch_envelope(rng: np.random.Generator, T: int, fps: float, min_frac: float, max_frac: float) -> np.ndarray:
+    "Per-frame weight in [0, 1]: 0 over >= the first 15% of the clip, a 0.2-0.4 s ramp in, 1 over `min_frac`-`max_frac` of the clip, a ramp out."
+    T = int(T)
+    if T < 4: raise ValueError(f'a stretch needs a clip of at least 4 frames, got T={T}')
+    if not 0 < min_frac <= max_frac <= 0.8: raise ValueError(f'need 0 < min_frac <= max_frac <= 0.8, got {min_frac}, {max_frac}')
+    first = int(np.ceil(0.15 * T))                           # frames 0 .. first - 1 stay clear
+    hold = int(round(rng.uniform(min_frac, max_frac) * T))
+    n_in, n_out = (max(1, int(round(r * fps))) for r in rng.uniform(0.2, 0.4, 2))
+    n_in = max(1, min(n_in, T - first - hold))               # short clips: a shorter ramp, then a shorter hold
+    hold = max(1, min(hold, T - first - n_in))
+    slack = T - first - n_in - hold
+    start = first + (slack if rng.random() < 0.25 else int(rng.integers(0, slack + 1)))   # a quarter run to the end
+    e, h1 = np.zeros(T), start + n_in + hold
+    e[start:start + n_in] = smoothstep(0, n_in + 1, np.arange(1, n_in + 1))
+    e[start + n_in:h1] = 1.0
+    tail = smoothstep(n_out + 1, 0, np.arange(1, n_out + 1))[:T - h1]
+    e[h1:h1 + len(tail)] = tail
+    return e
+
+# %% ../nbs/06_synth.ipynb #0139c39f
+POOL_OCCLUDER_REGIONS = {'mouth': 0.5, 'jaw_left': 0.25, 'jaw_right': 0.25}
+
+def _pool_events(rng: np.random.Generator, difficulty: float) -> tuple:
+    "The ambiguity events of a pool clip: none below difficulty 0.15, then up to three, each more likely as it rises."
+    ramp = lambda lo, hi: float(np.clip((difficulty - lo) / (hi - lo), 0, 1))
+    n = int((rng.random(3) < [ramp(0.15, 0.4), ramp(0.35, 0.75), 0.6 * ramp(0.6, 1.0)]).sum())
+    picked = rng.choice(len(AMBIGUITY_EVENTS), size=n, replace=False, p=[0.4, 0.2, 0.2, 0.2])
+    return tuple(AMBIGUITY_EVENTS[i] for i in sorted(picked))
+
+# %% ../nbs/06_synth.ipynb #c99b8eb1
+def _gentle_tracks(rng: np.random.Generator, T: int, fps: float, H: int, W: int) -> dict:
+    "Per-frame tracks of an easy clip: near-frontal pose, gentle motion, talking, expressions and blinks."
+    s = lambda sig: smooth_track(rng, T, sig * fps)
+    tr = dict(yaw=rng.normal(0, 8) + 10 * s(0.8), pitch=rng.normal(0, 4) + 5 * s(0.9), roll=rng.normal(0, 4) + 5 * s(1.0))
+    tr['size0'] = rng.uniform(0.42, 0.6) * min(H, W)
+    tr['size'] = tr['size0'] * (1 + 0.06 * s(1.5))
+    tr['cx'] = W / 2 + rng.normal(0, 0.05) * W + 0.04 * W * s(1.2)
+    tr['cy'] = H / 2 + rng.normal(0, 0.04) * H + 0.03 * H * s(1.2)
+    tr['talk'] = np.clip(0.28 + 0.22 * s(0.06), 0, 0.75) * float(rng.random() < 0.8)
+    tr['smile'], tr['blink'] = np.clip(rng.uniform(-0.1, 0.4) + 0.2 * s(1.0), -0.3, 1), blink_track(rng, T, fps)
+    tr['brow'], tr['gx'], tr['gy'] = np.clip(0.25 * s(0.8), -0.6, 0.8), np.clip(0.3 * s(0.5), -0.8, 0.8), np.clip(0.2 * s(0.6), -0.5, 0.5)
+    return tr
+
+# %% ../nbs/06_synth.ipynb #a7d59fea
+def sample_pool_clip(rng: np.random.Generator, clip_id: str, difficulty: float, n_frames: int = 100,
+                     image_size=(256, 256), fps: float = 25.0) -> ClipSpec:
+    "A clip of `difficulty` in [0, 1]: an easy clip, more noise, and more and stronger `AMBIGUITY_EVENTS`, each held over a stretch."
+    T, (H, W), d = int(n_frames), image_size, float(difficulty)
+    if T < 2: raise ValueError(f'a clip needs at least 2 frames, got n_frames={n_frames}')
+    if not 0 <= d <= 1: raise ValueError(f'difficulty must lie in [0, 1], got difficulty={difficulty}')
+    idn = sample_identity(rng, makeup=rng.random() < 0.15)
+    events = _pool_events(rng, d) if T >= 4 else ()           # a stretch needs room after the clear frames
+    tr = _gentle_tracks(rng, T, fps, H, W)
+    light, noise0 = sample_light(rng, False), rng.uniform(1.0, 2.0) + 4 * d
+    bg_seed, base_seed = int(rng.integers(2 ** 31)), int(rng.integers(2 ** 31))
+    env = {ev: stretch_envelope(rng, T, fps, 0.2 + 0.2 * d, 0.3 + 0.35 * d) for ev in events}
+    g = {ev: d * rng.uniform(0.6, 1.0) for ev in events}
+    zero = np.zeros(T)
+    if 'extreme_pose' in env:
+        peak = rng.choice([-1, 1]) * (55 + 15 * g['extreme_pose'] + 2 * smooth_track(rng, T, 0.4 * fps))
+        tr['yaw'] = tr['yaw'] * (1 - env['extreme_pose']) + peak * env['extreme_pose']
+    tr['yaw'], tr['pitch'], tr['roll'] = np.clip(tr['yaw'], -72, 72), np.clip(tr['pitch'], -35, 35), np.clip(tr['roll'], -40, 40)
+    e_dark, g_dark = env.get('dark', zero), g.get('dark', 0.0)
+    exposure = light.exposure * (1 - e_dark) + (0.3 - 0.18 * g_dark) * e_dark
+    lights = [light if e_dark[i] == 0 else replace(light, exposure=float(exposure[i])) for i in range(T)]
+    noise = noise0 + (8 + 4 * g_dark - noise0) * e_dark
+    blur = (2 + 1.5 * g.get('blur', 0.0)) * env.get('blur', zero) * tr['size'] / 130
+    tpc = float(np.clip(1.15 * tr['size0'] / 14.5, 5, 14))
+    scenes = _clip_scenes(idn, tr, lights, noise, blur, (H, W), bg_seed, base_seed, tpc)
+    lms = np.stack([landmarks_of(sc) for sc in scenes])
+    if 'occlusion' in env:
+        kind = str(rng.choice(list(CLIP_OCCLUDER_KINDS), p=list(CLIP_OCCLUDER_KINDS.values())))
+        track, _ = _occluder_track(rng, np.arange(T) / fps, T, kind, lms, (H, W), 0.15 + 0.15 * g['occlusion'], 10,
+                                   env['occlusion'], POOL_OCCLUDER_REGIONS)
+        for sc, o in zip(scenes, track): sc.occluders = [] if o is None else [o]
+    _add_motion_blur(scenes, lms)
+    amb = np.max([env[ev] for ev in events], 0) if events else zero
+    return ClipSpec(clip_id, bool(events), events, float(fps), scenes, lms, d, amb)
+
+# %% ../nbs/06_synth.ipynb #963b6fac
+@dataclass
+class PoolConfig:
+    "Size of a pool of clips spread over difficulty [0, 1]."
+    n_pool: int = 200
+    n_frames: int = 100
+    image_size: int = 256
+    fps: float = 25.0
+    seed: int = 0
+
+# %% ../nbs/06_synth.ipynb #83d0fc7d
+def pool_clip_spec(cfg: PoolConfig, index: int) -> ClipSpec:
+    "Clip `index` of a pool, deterministic in (seed, index), at difficulty (index + u) / n_pool with u ~ U(0, 1)."
+    if not 0 <= int(index) < cfg.n_pool: raise ValueError(f'index must lie in [0, {cfg.n_pool}), got index={index}')
+    rng = np.random.default_rng([cfg.seed, 4, int(index)])
+    difficulty = (int(index) + rng.random()) / cfg.n_pool
+    return sample_pool_clip(rng, f'pool_{int(index):04d}', difficulty, cfg.n_frames, (cfg.image_size, cfg.image_size), cfg.fps)
 
 # %% ../nbs/06_synth.ipynb #89162351
 @dataclass

@@ -56,6 +56,16 @@ class RwR:
         "The engine's RwR loop (`ldeq.solvers`, semantics 'rwr'): fixed-point iteration, ≤ k evaluations, first iterate below tol."
         return SolverConfig(method='fpi', max_iters=self.k, tol=self.tol, semantics='rwr')
 
+    @classmethod
+    def published(cls, k: int = 2) -> 'RwR':
+        "The published video script's RwR: exactly k evaluations on every frame (no early stop), frame 0 too from zeros."
+        return cls(k=k, tol=0.0, first='capped')
+
+    @property
+    def semantics(self) -> str:
+        "'published' for the published script's loop (`RwR.published`), else 'ldeq' (≤ k evaluations, early stop)."
+        return 'published' if self.tol == 0 and self.first == 'capped' else 'ldeq'
+
 # %% ../nbs/12a_tracking.ipynb #c7ee79e0
 @dataclass(frozen=True)
 class RwRExact:
