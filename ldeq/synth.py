@@ -23,11 +23,11 @@ from .scene import sample_identity, sample_light, sample_occluder, sample_scene,
 
 # %% auto #0
 __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_REGIONS', 'AMBIGUITY_EVENTS',
-           'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still', 'generate_stills',
-           'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip',
-           'stretch_envelope', 'sample_pool_clip', 'PoolConfig', 'pool_clip_spec', 'VideosConfig', 'video_ids',
-           'make_clip_spec', 'generate_videos', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root',
-           'ensure_synthetic']
+           'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still', 'pool_map',
+           'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage', 'ClipSpec',
+           'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip', 'PoolConfig', 'pool_clip_spec',
+           'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos', 'SyntheticConfig',
+           'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic']
 
 # %% ../nbs/06_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -71,7 +71,7 @@ def _still_job(args) -> WFLWRecord:
     return WFLWRecord(lm, box, attrs, rel)
 
 # %% ../nbs/06_synth.ipynb #3041dbaf
-def _pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
+def pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
     "Map `fn` over `jobs` in order, in `workers` processes (fork where available) or inline for workers <= 1."
     bar = tqdm_bar(total=len(jobs), desc=desc, disable=not progress)
     out = []
@@ -92,7 +92,7 @@ def generate_stills(root, cfg: StillsConfig = StillsConfig(), workers: int = 2, 
     root = Path(root)
     for split, n in (('train', cfg.n_train), ('test', cfg.n_test)):
         (root / WFLW_IMAGES / f'synthetic--{split}').mkdir(parents=True, exist_ok=True)
-        recs = _pool_map(_still_job, [(cfg, split, i, root / WFLW_IMAGES) for i in range(n)], workers,
+        recs = pool_map(_still_job, [(cfg, split, i, root / WFLW_IMAGES) for i in range(n)], workers,
                          f'synthetic stills ({split})', progress)
         write_wflw_annotations(wflw_annotation_file(root, split), recs)
     return root
@@ -383,12 +383,33 @@ class VideosConfig:
     fps: float = 25.0
     seed: int = 0
 
-def video_ids(cfg: VideosConfig) -> tuple[list[str], list[str]]:
-    "The hard and easy clip IDs of a video set."
+@dataclass
+class SelectedVideosConfig:
+    "The clips of a pool kept as hard and easy (pool indices, chosen by ensemble disagreement in `ldeq.selection`)."
+    pool: PoolConfig
+    hard: tuple = ()
+    easy: tuple = ()
+
+    def __post_init__(self):
+        self.hard, self.easy = tuple(int(i) for i in self.hard), tuple(int(i) for i in self.easy)
+        bad = [i for i in self.hard + self.easy if not 0 <= i < self.pool.n_pool]
+        if bad: raise ValueError(f'SelectedVideosConfig: pool indices {bad[:5]} outside [0, {self.pool.n_pool})')
+        both = sorted(set(self.hard) & set(self.easy))
+        if both or len(set(self.hard)) < len(self.hard) or len(set(self.easy)) < len(self.easy):
+            raise ValueError(f'SelectedVideosConfig: hard and easy must be distinct pool indices (repeated or shared: {both[:5]})')
+
+    n_hard = property(lambda self: len(self.hard))
+    n_easy = property(lambda self: len(self.easy))
+
+def video_ids(cfg: VideosConfig | SelectedVideosConfig) -> tuple[list[str], list[str]]:
+    "The hard and easy clip IDs of a video set (a selected pool's clips keep their pool IDs)."
+    if isinstance(cfg, SelectedVideosConfig): return [f'pool_{i:04d}' for i in cfg.hard], [f'pool_{i:04d}' for i in cfg.easy]
     return [f'synth_hard_{i:03d}' for i in range(cfg.n_hard)], [f'synth_easy_{i:03d}' for i in range(cfg.n_easy)]
 
-def make_clip_spec(cfg: VideosConfig, hard: bool, index: int) -> ClipSpec:
-    "The clip `index` of the hard or easy half, deterministic in (seed, half, index)."
+def make_clip_spec(cfg: VideosConfig | SelectedVideosConfig, hard: bool, index: int) -> ClipSpec:
+    "The clip `index` of the hard or easy half, deterministic in (seed, half, index), or in (pool seed, pool index)."
+    if isinstance(cfg, SelectedVideosConfig):
+        return replace(pool_clip_spec(cfg.pool, (cfg.hard if hard else cfg.easy)[index]), hard=bool(hard))
     clip_id = video_ids(cfg)[0 if hard else 1][index]
     rng = np.random.default_rng([cfg.seed, 2 if hard else 3, int(index)])
     return sample_clip(rng, clip_id, hard, cfg.n_frames, (cfg.image_size, cfg.image_size), cfg.fps)
@@ -404,14 +425,14 @@ def _clip_job(args) -> dict:
             occl.append(float(r.occluded.mean()))
             yield r.image
     WFLWVWriter(root).write_clip(spec.clip_id, frames(), spec.landmarks, spec.bboxes, spec.fps)
-    return dict(id=spec.clip_id, hard=spec.hard, factors=list(spec.factors), occluded_fraction=occl)
+    return dict(id=spec.clip_id, hard=spec.hard, factors=list(spec.factors), difficulty=spec.difficulty, occluded_fraction=occl)
 
-def generate_videos(root, cfg: VideosConfig = VideosConfig(), workers: int = 2, progress: bool = True) -> Path:
+def generate_videos(root, cfg: VideosConfig | SelectedVideosConfig = VideosConfig(), workers: int = 2, progress: bool = True) -> Path:
     "Write the synthetic clips in the WFLW-V layout under `root`."
     root = Path(root)
     hard, easy = video_ids(cfg)
     jobs = [(cfg, True, i, root) for i in range(cfg.n_hard)] + [(cfg, False, i, root) for i in range(cfg.n_easy)]
-    info = _pool_map(_clip_job, jobs, workers, 'synthetic videos', progress)
+    info = pool_map(_clip_job, jobs, workers, 'synthetic videos', progress)
     WFLWVWriter(root).write_ids(hard, easy)
     (root / 'synthetic_clips.json').write_text(json.dumps(info, indent=1))
     return root
@@ -425,7 +446,7 @@ MARKER = '.ldeq_synthetic.json'
 class SyntheticConfig:
     "Configuration of the whole synthetic benchmark."
     stills: StillsConfig = field(default_factory=StillsConfig)
-    videos: VideosConfig = field(default_factory=VideosConfig)
+    videos: VideosConfig | SelectedVideosConfig = field(default_factory=VideosConfig)
 
 # %% ../nbs/06_synth.ipynb #7d0917f6
 @dataclass

@@ -47,3 +47,23 @@ def test_errors_are_clear(tmp_path):
     (tmp_path / 'x').mkdir()
     r = run('prepare_wflw.py', tmp_path / 'x', '--out', tmp_path / 'y')
     assert r.returncode != 0 and 'list_98pt_rect_attr_train.txt' in r.stderr
+
+
+def test_pool_selection(tmp_path):
+    "--pool: score a tiny pool with the ensemble, keep a hard and an easy clip, render only those; a rerun reuses the selection."
+    args = ('--out', tmp_path / 'syn', '--parts', 'videos', '--seed', 5, '--pool', 8, '--keep', 2, '--frames', 8,
+            '--video-size', 96, '--workers', 1, '--no-progress')
+    r = run('make_synthetic.py', *args)
+    assert r.returncode == 0, r.stderr
+    from ldeq.data import read_video_ids
+    from ldeq.selection import Selection
+    sel = Selection.load(tmp_path / 'syn' / 'wflw_v_selection.json')
+    assert sel.config.pool.seed == 5 and len(sel.scores) == 8 and sel.ensemble == ['v1_ldeq.pt', 'v1_shg.pt', 'v1_unet.pt']
+    score = {s['index']: s['score'] for s in sel.scores}
+    assert min(score[i] for i in sel.hard) > max(score[i] for i in sel.easy)
+    root = tmp_path / 'syn' / 'wflw_v'
+    assert read_video_ids(root, 'hard') == [f'pool_{i:04d}' for i in sel.hard] and len(list((root / 'videos').glob('*.mp4'))) == 4
+    r = run('make_synthetic.py', *args)
+    assert r.returncode == 0 and 'reusing' in r.stdout, r.stderr
+    r = run('make_synthetic.py', *args, '--keep', 3)                       # the last --keep wins: other settings
+    assert r.returncode != 0 and 'other settings' in r.stderr
