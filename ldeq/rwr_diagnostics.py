@@ -11,6 +11,7 @@ import torch
 
 from .model import LDEQ
 from .solvers import SolverConfig
+from .wflw import OUTER_EYE_CORNERS
 
 # %% auto #0
 __all__ = ['converged_solver', 'solve', 'fixed_point_gap', 'warm_residuals', 'contraction', 'ClipDiagnostics', 'clip_diagnostics']
@@ -29,10 +30,12 @@ def solve(model: LDEQ, x: torch.Tensor, z0: torch.Tensor | None = None, tol: flo
 # %% ../nbs/12d_rwr_diagnostics.ipynb #33135aaa
 @torch.no_grad()
 def fixed_point_gap(model: LDEQ, x: torch.Tensor, z_prev: torch.Tensor, tol: float = 1e-5, max_iters: int = 200) -> torch.Tensor:
-    "Per-sample NME (%) between the landmarks of z* solved from `z_prev` and from zeros (crop-normalised, / crop side)."
+    "Per-sample NME (%) between the landmarks of z* solved from `z_prev` and from zeros, over the cold landmarks' inter-ocular distance."
     zw, _ = solve(model, x, z_prev, tol, max_iters)
     zc, _ = solve(model, x, None, tol, max_iters)
-    return 100 * (model.readout(zw) - model.readout(zc)).norm(dim=-1).mean(-1)
+    lw, lc = model.readout(zw), model.readout(zc)
+    a, b = OUTER_EYE_CORNERS
+    return 100 * (lw - lc).norm(dim=-1).mean(-1) / ((lc[:, a] - lc[:, b]).norm(dim=-1) + 1e-9)
 
 # %% ../nbs/12d_rwr_diagnostics.ipynb #f0de294a
 @torch.no_grad()
