@@ -18,7 +18,7 @@ from .augment import flip_landmarks
 from .checkpoint import load_model
 from .metrics import normaliser
 from .progress import stage, tqdm_bar
-from .synth import PoolConfig, SelectedVideosConfig, pool_clip_spec, pool_map, render_clip
+from .synth import PoolConfig, SelectedVideosConfig, pool_clip_spec, render_clip
 from .tracking import VideoSource, track_videos
 
 # %% auto #0
@@ -96,16 +96,25 @@ def score_pool(cfg: SelectionConfig, models: Sequence[nn.Module], workers: int =
                progress: bool = True) -> pd.DataFrame:
     "One row per pool clip: index, clip_id, difficulty, events, score (ensemble variance) and spread (% inter-ocular)."
     rows, n = [], cfg.pool.n_pool
+    jobs = [(cfg.pool, i, cfg.every) for i in range(n)]
     bar = tqdm_bar(total=n, desc='score pool', unit='clip', disable=not progress)
-    for lo in range(0, n, chunk):
-        clips = pool_map(_scored_frames, [(cfg.pool, i, cfg.every) for i in range(lo, min(n, lo + chunk))], workers, '', False)
-        preds = member_predictions(models, [(c['frames'], c['boxes']) for c in clips], cfg.flip, cfg.batch_size)
-        for c, p in zip(clips, preds):
-            v = ensemble_variance(p, c['gt'])
-            rows.append(dict(index=c['index'], clip_id=c['clip_id'], difficulty=c['difficulty'], events=c['events'],
-                             score=float(v.mean()), spread=float(100 * np.sqrt(v.mean()))))
-        bar.update(len(clips))
-    bar.close()
+    pool = None
+    if workers > 1:                 # spawned once for all chunks (see `ldeq.synth.pool_map`: forks after torch has run can hang)
+        import multiprocessing as mp
+        pool = mp.get_context('spawn').Pool(workers)
+    try:
+        for lo in range(0, n, chunk):
+            part = jobs[lo:lo + chunk]
+            clips = pool.map(_scored_frames, part) if pool else [_scored_frames(j) for j in part]
+            preds = member_predictions(models, [(c['frames'], c['boxes']) for c in clips], cfg.flip, cfg.batch_size)
+            for c, p in zip(clips, preds):
+                v = ensemble_variance(p, c['gt'])
+                rows.append(dict(index=c['index'], clip_id=c['clip_id'], difficulty=c['difficulty'], events=c['events'],
+                                 score=float(v.mean()), spread=float(100 * np.sqrt(v.mean()))))
+            bar.update(len(clips))
+    finally:
+        if pool: pool.close(); pool.join()
+        bar.close()
     return pd.DataFrame(rows)
 
 # %% ../nbs/12e_selection.ipynb #6c760c05

@@ -23,11 +23,11 @@ from .scene import sample_identity, sample_light, sample_occluder, sample_scene,
 
 # %% auto #0
 __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_REGIONS', 'AMBIGUITY_EVENTS',
-           'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still', 'pool_map',
-           'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage', 'ClipSpec',
-           'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip', 'PoolConfig', 'pool_clip_spec',
-           'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos', 'SyntheticConfig',
-           'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic']
+           'POOL_OCCLUDER_REGIONS', 'RECORDED_SELECTION', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still',
+           'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage',
+           'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip', 'PoolConfig',
+           'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos',
+           'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic']
 
 # %% ../nbs/06_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -72,14 +72,17 @@ def _still_job(args) -> WFLWRecord:
 
 # %% ../nbs/06_synth.ipynb #3041dbaf
 def pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
-    "Map `fn` over `jobs` in order, in `workers` processes (fork where available) or inline for workers <= 1."
+    "Map `fn` over `jobs` in order, in `workers` processes (spawned; forked for functions of `__main__`) or inline for workers <= 1."
     bar = tqdm_bar(total=len(jobs), desc=desc, disable=not progress)
     out = []
     if workers <= 1:
         for j in jobs: out.append(fn(j)); bar.update()
     else:
         import multiprocessing as mp
-        ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        # spawn what can be imported: a fork after torch has run its OpenMP pool can deadlock the children;
+        # functions defined in a notebook (`__main__`) cannot be imported by a spawned child, so they are forked
+        forkable = getattr(fn, '__module__', '') == '__main__' and 'fork' in mp.get_all_start_methods()
+        ctx = mp.get_context('fork' if forkable else 'spawn')
         with ctx.Pool(workers) as pool:
             for r in pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
                 out.append(r); bar.update()
@@ -436,6 +439,16 @@ def generate_videos(root, cfg: VideosConfig | SelectedVideosConfig = VideosConfi
     WFLWVWriter(root).write_ids(hard, easy)
     (root / 'synthetic_clips.json').write_text(json.dumps(info, indent=1))
     return root
+
+# %% ../nbs/06_synth.ipynb #d42ede2d
+RECORDED_SELECTION = 'wflwv_selection_seed0.json'
+
+def recorded_selection(path=None) -> SelectedVideosConfig:
+    "The kept clips of a recorded selection (default: the one shipped in `ldeq/assets/` for seed 0)."
+    path = Path(path) if path is not None else Path(__file__).resolve().parent / 'assets' / RECORDED_SELECTION
+    if not path.is_file(): raise FileNotFoundError(f'no recorded selection at {path}')
+    d = json.loads(path.read_text())
+    return SelectedVideosConfig(PoolConfig(**d['config']['pool']), tuple(d['hard']), tuple(d['easy']))
 
 # %% ../nbs/06_synth.ipynb #2e369322
 SYNTHETIC_VERSION = 'synthetic-v1'

@@ -21,7 +21,7 @@ from .video import VideoError, BoxTracking, as_box, read_frames
 from .tracking import FrameByFrame, Filtered, RwRExact, VideoSource, TrackResult, parse_method, method_label, track_videos
 
 # %% auto #0
-__all__ = ['VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff']
+__all__ = ['VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff', 'paired_change']
 
 # %% ../nbs/12b_video_eval.ipynb #4881631f
 @dataclass
@@ -144,3 +144,18 @@ def plot_tradeoff(table: pd.DataFrame, ax=None, title: str | None = None):
     ax.set_xlabel('NMF (eq. 11, lower = steadier)'); ax.set_ylabel('NME % (eq. 10, lower = more accurate)')
     if title: ax.set_title(title)
     return ax
+
+# %% ../nbs/12b_video_eval.ipynb #26bcd2dd
+def paired_change(base: pd.DataFrame, other: pd.DataFrame, col: str = 'nmf', n_boot: int = 10000, seed: int = 0) -> dict:
+    "Change (%) of the mean of `col` from `base` to `other` (per-video tables paired by id): per-clip spread and a bootstrap 95% interval."
+    a = base.set_index('id')[col]
+    b = other.set_index('id')[col].reindex(a.index)
+    if b.isna().any() or len(other) != len(base):
+        raise ValueError(f'paired_change: the two tables must hold the same videos (missing in the second: {list(a.index[b.isna()])[:5]})')
+    a, b = a.to_numpy(np.float64), b.to_numpy(np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(a), (n_boot, len(a)))
+    boot = 100 * (b[idx].mean(1) / a[idx].mean(1) - 1)
+    per_clip = 100 * (b / a - 1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return dict(change=float(100 * (b.mean() / a.mean() - 1)), lo=float(lo), hi=float(hi), clips=len(a),
+                clip_median=float(np.median(per_clip)), clip_sd=float(per_clip.std(ddof=1)) if len(a) > 1 else math.nan)

@@ -52,7 +52,7 @@ def test_errors_are_clear(tmp_path):
 def test_pool_selection(tmp_path):
     "--pool: score a tiny pool with the ensemble, keep a hard and an easy clip, render only those; a rerun reuses the selection."
     args = ('--out', tmp_path / 'syn', '--parts', 'videos', '--seed', 5, '--pool', 8, '--keep', 2, '--frames', 8,
-            '--video-size', 96, '--workers', 1, '--no-progress')
+            '--video-size', 96, '--workers', 2, '--no-progress')          # 2: the scorer's spawned render workers
     r = run('make_synthetic.py', *args)
     assert r.returncode == 0, r.stderr
     from ldeq.data import read_video_ids
