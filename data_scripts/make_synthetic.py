@@ -54,12 +54,13 @@ def main(argv=None) -> int:
     p.add_argument('--no-flip', action='store_true', help='no test-time flip in the ensemble')
     p.add_argument('--ensemble', nargs='+', help='ensemble checkpoints (default data_scripts/ensemble/v1_*.pt)')
     p.add_argument('--selection', help='selection file (default <out>/wflw_v_selection.json)')
-    p.add_argument('--frames', type=int, default=vi.n_frames, help=f'frames per clip (default {vi.n_frames})')
+    p.add_argument('--frames', type=int, help=f'frames per clip (default {vi.n_frames}; with --pool {PoolConfig().n_frames})')
     p.add_argument('--video-size', type=int, default=vi.image_size, help=f'side of the video frames in px (default {vi.image_size})')
     p.add_argument('--fps', type=float, default=vi.fps, help=f'frame rate of the clips (default {vi.fps:g})')
     p.add_argument('--workers', type=int, default=2, help='worker processes (default 2)')
     p.add_argument('--no-progress', action='store_true', help='hide the progress bars')
     a = p.parse_args(argv)
+    if a.frames is None: a.frames = PoolConfig().n_frames if a.pool else vi.n_frames
     for name in ('n_train', 'n_test', 'n_hard', 'n_easy', 'workers', 'pool', 'keep'):
         if getattr(a, name) < 0: p.error(f'--{name.replace("_", "-")} must be >= 0')
     for name in ('image_size', 'video_size', 'frames'):
