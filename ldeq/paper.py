@@ -27,15 +27,15 @@ from .data import open_stills, detect_layout
 from .filters import EMA, select_setting, paper_grids
 from .checkpoint import kind_of, load_model, model_kinds
 from .tracking import model_input_size, RwR, RwRExact, method_label, parse_method
-from .video_eval import evaluate_methods, video_means
+from .video_eval import evaluate_methods, video_means, paired_change
 from .progress import stage
 
 # %% auto #0
 __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
            'demo_checkpoints', 'PaperConfig', 'load_named_model', 'Setup', 'resolve_checkpoints', 'prepare', 'describe',
            'stills_nmes', 'table1', 'table2', 'subset_counts', 'video_methods', 'video_results', 'best_ema', 'table3',
-           'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory', 'plot_frames',
-           'plot_fig5', 'plot_ced', 'demo_record', 'plot_learning_curves']
+           'table3_changes', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory',
+           'plot_frames', 'plot_fig5', 'plot_ced', 'demo_record', 'plot_learning_curves']
 
 # %% ../nbs/13_paper.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -260,11 +260,11 @@ def video_methods(kind: str, ema: Sequence[float | EMA], rwr_k: int = 2, alpha: 
 
 def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema: Sequence[float] = (0.5,), rwr_k: int = 2,
                   alpha: float | None = 1.0, exact_iters: int = 5, batch_size: int = 4, limit: int | None = None,
-                  progress: bool = True) -> pd.DataFrame:
-    "Long table (model, method, subset, videos, frames, nme, nmf, fps, nfe) of every model and method on a WFLW-V subset."
+                  progress: bool = True, per_video: bool = False):
+    "Long table (model, method, subset, videos, frames, nme, nmf, fps, nfe) of every model and method on a WFLW-V subset; with `per_video`, also each video's NME and NMF."
     if subset not in VIDEO_SUBSETS: raise _param('subset', subset, f'choose from {VIDEO_SUBSETS}')
     parts = ('hard', 'easy') if subset == 'full' else (subset,)
-    rows = []
+    rows, pv = [], []
     for kind, model in models.items():
         methods = video_methods(kind, ema, rwr_k, alpha, exact_iters)
         evals = {}
@@ -273,10 +273,16 @@ def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema:
             _, evals[s] = evaluate_methods(model, root, s, methods, batch_size=batch_size, limit=limit, progress=progress)
         for m in methods:
             lab = method_label(m)
-            for s in parts: rows.append({**evals[s][lab].summary(), 'model': _label(kind), 'kind': kind, 'method': lab, 'subset': s})
+            for s in parts:
+                rows.append({**evals[s][lab].summary(), 'model': _label(kind), 'kind': kind, 'method': lab, 'subset': s})
+                pv.append(evals[s][lab].table[['id', 'nme', 'nmf']].assign(model=_label(kind), method=lab, subset=s))
             if subset == 'full': rows.append({**_combine([evals[s][lab] for s in parts]), 'model': _label(kind), 'kind': kind, 'method': lab, 'subset': 'full'})
     cols = ['model', 'kind', 'method', 'subset', 'videos', 'frames', 'nme', 'nmf', 'fps', 'nfe']
-    return pd.DataFrame(rows)[cols]
+    long = pd.DataFrame(rows)[cols]
+    if not per_video: return long
+    pv = pd.concat(pv, ignore_index=True)
+    if subset == 'full': pv = pd.concat([pv, pv.assign(subset='full')], ignore_index=True)     # full = the hard and easy videos
+    return long, pv[['model', 'method', 'subset', 'id', 'nme', 'nmf']]
 
 # %% ../nbs/13_paper.ipynb #88d690be
 def best_ema(long: pd.DataFrame, model: str, subset: str, nme_tol: float = 0.01) -> str | None:
@@ -318,6 +324,25 @@ def table3(long: pd.DataFrame, subset: str = 'hard', nme_tol: float = 0.01) -> p
     t = pd.DataFrame.from_dict(rows, orient='index')
     t.index = pd.MultiIndex.from_tuples(t.index, names=['Model', 'Method'])
     t.columns = pd.MultiIndex.from_tuples(t.columns)
+    return t
+
+def table3_changes(per_video: pd.DataFrame, subset: str = 'hard', n_boot: int = 10000) -> pd.DataFrame:
+    "Every method against its model's frame-by-frame run on `subset`: NME and NMF change (%), per-clip spread, paired bootstrap 95% interval."
+    d = per_video[per_video['subset'] == subset]
+    rows = {}
+    for model in dict.fromkeys(d['model']):
+        dm = d[d['model'] == model]
+        base = dm[dm['method'] == 'frame-by-frame']
+        for m in dict.fromkeys(dm['method']):
+            if m == 'frame-by-frame': continue
+            r = {'clips': len(base)}
+            for col in ('nme', 'nmf'):
+                c = paired_change(base, dm[dm['method'] == m], col, n_boot)
+                r[f'{col.upper()} change %'], r[f'{col.upper()} 95% low'], r[f'{col.upper()} 95% high'] = c['change'], c['lo'], c['hi']
+                r[f'{col.upper()} per-clip sd'] = c['clip_sd']
+            rows[(model, _row_name(m))] = r
+    t = pd.DataFrame.from_dict(rows, orient='index')
+    t.index = pd.MultiIndex.from_tuples(t.index, names=['Model', 'Method'])
     return t
 
 # %% ../nbs/13_paper.ipynb #fe52f329
