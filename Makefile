@@ -69,7 +69,6 @@ demo-models: env
 	for r in $(DEMO_RECIPES); do \
 	  $(BIN)/ldeq-train --recipe $$r $$(test -f runs/$$r/last.pt && echo --resume) || exit 1; done
 	$(BIN)/python tools/ship_demo_models.py --which last
-	$(BIN)/python tools/plot_demo_curves.py
 
 clean:
 	rm -rf $(VENV) _proc _docs
