@@ -18,7 +18,7 @@ from .augment import flip_landmarks
 from .checkpoint import load_model
 from .metrics import normaliser
 from .progress import stage, tqdm_bar
-from .synth import PoolConfig, SelectedVideosConfig, pool_clip_spec, render_clip
+from .synth import PoolConfig, SelectedVideosConfig, pool_clip_spec, recorded_selection, render_clip
 from .tracking import VideoSource, track_videos
 
 # %% auto #0
@@ -145,11 +145,11 @@ class Selection:
 
     @classmethod
     def load(cls, path) -> 'Selection':
-        "Read a selection written by `save`."
-        d = json.loads(Path(path).read_text())
+        "Read a selection written by `save` (its kept clips through `ldeq.synth.recorded_selection`, the one reader of them)."
+        kept, d = recorded_selection(path), json.loads(Path(path).read_text())
         c = d['config']
-        cfg = SelectionConfig(PoolConfig(**c['pool']), c['keep'], c['every'], c['flip'], c['batch_size'])
-        return cls(cfg, tuple(d['hard']), tuple(d['easy']), d['scores'], d['ensemble'])
+        cfg = SelectionConfig(kept.pool, c['keep'], c['every'], c['flip'], c['batch_size'])
+        return cls(cfg, kept.hard, kept.easy, d['scores'], d['ensemble'])
 
 # %% ../nbs/12e_selection.ipynb #60132d59
 def make_selection(cfg: SelectionConfig = SelectionConfig(), ensemble: Sequence | None = None, workers: int = 2,
