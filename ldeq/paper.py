@@ -21,9 +21,10 @@ import ldeq
 from .model import LDEQ
 from .baselines import n_parameters
 from .train import FirstN, predict
-from .metrics import nme, ced, failure_rate, auc, flicker_per_pair
+from .metrics import nme, ced, failure_rate, auc, flicker_per_pair, nmf_split
 from .wflw import ATTRIBUTES, VIDEO_SUBSETS
-from .data import open_stills, detect_layout
+from .data import open_stills, detect_layout, load_clip
+from .video import video_info
 from .filters import EMA, select_setting, paper_grids
 from .checkpoint import kind_of, load_model, model_kinds
 from .tracking import model_input_size, RwR, RwRExact, method_label, parse_method
@@ -35,7 +36,8 @@ __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMN
            'demo_checkpoints', 'PaperConfig', 'load_named_model', 'Setup', 'resolve_checkpoints', 'prepare', 'describe',
            'stills_nmes', 'table1', 'table2', 'subset_counts', 'video_methods', 'video_results', 'best_ema', 'table3',
            'table3_changes', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory',
-           'plot_frames', 'plot_fig5', 'plot_ced', 'demo_record', 'plot_learning_curves']
+           'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table', 'plot_nmf_split', 'demo_record',
+           'plot_learning_curves']
 
 # %% ../nbs/13_paper.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -448,6 +450,35 @@ def plot_ced(nmes: dict[str, dict[str, np.ndarray]], ax=None, subset: str = 'ful
         ax.plot(100 * x, y, label=f'{_label(kind)} (AUC₁₀ {auc(d[subset], x_max):.3f})')
     ax.set_xlabel('NME (%)'); ax.set_ylabel('fraction of images'); ax.set_xlim(0, 100 * x_max); ax.set_ylim(0, 1)
     ax.grid(alpha=0.3); ax.legend(fontsize=8); ax.set_title(f'CED, {SUBSET_COLUMNS[subset]} test set')
+    return ax
+
+# %% ../nbs/13_paper.ipynb #97395f89
+def nmf_split_table(models: dict[str, nn.Module], root, subsets: Sequence[str] = ('hard', 'easy'), cutoff_hz: float = 2.5,
+                    batch_size: int = 4, limit: int | None = None, progress: bool = True) -> pd.DataFrame:
+    "Per model, subset and video: the frame-by-frame NMF and its flicker and jitter parts (`ldeq.metrics.nmf_split`)."
+    rows = []
+    for kind, model in models.items():
+        for s in subsets:
+            if progress: stage(f'{_label(kind)} on the {s} videos: flicker and jitter')
+            _, ev = evaluate_methods(model, root, s, ['frame-by-frame'], batch_size=batch_size, limit=limit,
+                                     keep_predictions=True, progress=progress)
+            for vid, pred in ev['frame-by-frame'].predictions.items():
+                clip = load_clip(root, vid, check_count=False)
+                sp = nmf_split(pred, clip.landmarks, video_info(clip.video).fps, cutoff_hz)
+                rows.append(dict(model=_label(kind), subset=s, id=vid, nmf=sp.nmf, flicker=sp.flicker, jitter=sp.jitter,
+                                 jitter_share=sp.jitter_share))
+    return pd.DataFrame(rows)
+
+def plot_nmf_split(table: pd.DataFrame, ax=None):
+    "Per model and subset: the mean NMF² over videos as stacked flicker² and jitter², the jitter share on top."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(6, 3.8))
+    g = table.assign(f2=table['flicker'] ** 2, j2=table['jitter'] ** 2).groupby(['model', 'subset'], sort=False)[['f2', 'j2']].mean()
+    x, labels = np.arange(len(g)), [f'{m}\n{s}' for m, s in g.index]
+    ax.bar(x, g['f2'], label='flicker² (low-passed error)', color='C3')
+    ax.bar(x, g['j2'], bottom=g['f2'], label='jitter² (what the low-pass removes)', color='C0', alpha=0.7)
+    for xi, (f2, j2) in zip(x, g.to_numpy()): ax.annotate(f'{j2 / (f2 + j2):.0%} jitter', (xi, f2 + j2), ha='center', va='bottom', fontsize=8)
+    ax.set_xticks(x, labels, fontsize=8); ax.set_ylabel('mean NMF² over videos'); ax.legend(fontsize=8)
     return ax
 
 # %% ../nbs/13_paper.ipynb #03bc12cc
