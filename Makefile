@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures clean
+.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs clean
 
 env: $(VENV)/.installed
 
@@ -40,6 +40,14 @@ tables: env
 	$(BIN)/papermill nbs/tables.ipynb out/tables.ipynb -p subset hard -p out_dir out/tables
 figures: env
 	$(BIN)/papermill nbs/figures.ipynb out/figures.ipynb -p out_dir out/figures
+
+# docs/results (tables as markdown) and docs/img/synthetic_*.png (figures) from the two notebooks on the embedded
+# default: Table 3 on hard and easy (subset full), the figures reusing its video runs. Needs a quiet machine.
+docs: env
+	$(PM) nbs/tables.ipynb out/docs/tables.ipynb -p subset full -p out_dir out/docs/tables
+	$(PM) nbs/figures.ipynb out/docs/figures.ipynb -p out_dir out/docs/figures -p video_table out/docs/tables/table3_all_methods.csv
+	cp out/docs/tables/*.md out/docs/figures/*.md docs/results/
+	for f in out/docs/figures/*.png; do cp $$f docs/img/synthetic_$$(basename $$f); done
 
 slow: env
 	$(BIN)/nbdev_test --n_workers 1 --flags slow

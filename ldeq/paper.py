@@ -34,10 +34,10 @@ from .progress import stage
 # %% auto #0
 __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
            'demo_checkpoints', 'PaperConfig', 'load_named_model', 'Setup', 'resolve_checkpoints', 'prepare', 'describe',
-           'stills_nmes', 'table1', 'table2', 'subset_counts', 'video_methods', 'video_results', 'best_ema', 'table3',
-           'table3_changes', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory',
-           'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table', 'plot_nmf_split', 'demo_record',
-           'plot_learning_curves']
+           'stills_nmes', 'table1', 'table2', 'subset_counts', 'table1_claim', 'video_methods', 'video_results',
+           'best_ema', 'table3', 'table3_changes', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark',
+           'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table', 'plot_nmf_split',
+           'demo_record', 'plot_learning_curves']
 
 # %% ../nbs/13_paper.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -245,6 +245,16 @@ def table2(nmes: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
 def subset_counts(nmes: dict[str, np.ndarray]) -> dict[str, int]:
     "Number of test images per subset."
     return {SUBSET_COLUMNS[s]: len(e) for s, e in nmes.items()}
+
+# %% ../nbs/13_paper.ipynb #7b55ae60
+def table1_claim(t1: pd.DataFrame, model: str = 'LDEQ') -> dict:
+    "Where `model` has NME ≤ every other row of Table 1: on Full, and the attribute subsets it wins."
+    if model not in t1.index: raise ValueError(f'table1_claim: no row {model!r} in Table 1 (rows: {list(t1.index)})')
+    others = t1.drop(index=model)
+    subsets = [c for c in SUBSET_COLUMNS.values() if c != 'Full' and c in t1.columns]
+    wins = lambda c: bool((t1.loc[model, c] <= others[c]).all())
+    won = [c for c in subsets if wins(c)]
+    return dict(full=wins('Full'), subsets_won=won, n_won=len(won), n_subsets=len(subsets))
 
 # %% ../nbs/13_paper.ipynb #0f521d22
 def _combine(evals: list) -> dict:

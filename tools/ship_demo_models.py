@@ -2,18 +2,25 @@
 
 After `ldeq-train --recipe demo_ldeq` (and demo_shg, demo_unet) have finished, run
 
-    python tools/ship_demo_models.py [--runs runs] [--which best]
+    python tools/ship_demo_models.py [--runs runs] [--which last]
 
-For each model this loads `runs/demo_<name>/<which>.pt` strictly, writes `ldeq/assets/demo_<name>.pt` without the
-optimiser / RNG state (a few MB), evaluates it on the whole synthetic test split (NME, FR10, AUC10, mean solver steps),
-and writes everything, with the training time from `log.csv` and the command that regenerates the model, to
-`ldeq/assets/demo_models.json`. `tests/test_demo_models.py` checks the shipped files against that record.
+(`make demo-models` trains the three and then runs this.) For each model this loads `runs/demo_<name>/<which>.pt`
+strictly, writes `ldeq/assets/demo_<name>.pt` without the optimiser / RNG state (a few MB), evaluates it on the whole
+synthetic test split (NME, FR10, AUC10, mean solver steps), and writes everything to `ldeq/assets/demo_models.json`:
+the full `TrainConfig` the run was trained with (read from the checkpoint, so the record cannot drift from the run),
+the commands that regenerate the model, the per-epoch validation NME, the training time and the training images/s.
+
+Training time: `train_seconds` is the wall clock of the whole run, including any time the process was paused
+(SIGSTOP) or shared the cores; `median_epoch_seconds` is robust to such epochs, and `train_images_per_second` is the
+epoch's training images over it (validation of 200 stills included). `tests/test_demo_models.py` checks the shipped
+files against the record and that the three were trained alike.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -45,11 +52,18 @@ def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
     dst = assets / f'{name}.pt'
     save_checkpoint(dst, lc.model, lc.config, train_state=None)
     log = read_log_csv(runs / name / 'log.csv')
+    tc = (lc.train_state or {}).get('train_config')
+    if tc is None: raise SystemExit(f'{src} has no training state (train_config): ship a run checkpoint (last.pt / best.pt)')
+    if len(log) != tc['epochs']: raise SystemExit(f'{runs / name / "log.csv"} has {len(log)} epochs, the run asks for {tc["epochs"]}: it has not finished')
+    epoch_s = statistics.median(float(r['epoch_seconds']) for r in log)
+    steps_per_epoch = int(log[-1]['global_step']) // len(log)
     torch.manual_seed(0)
     metrics = evaluate(lc.model, test_source(model_input_size(lc.model)), batch_size=EVAL_BATCH, progress=True)
     return dict(kind=kind, file=dst.name, bytes=dst.stat().st_size, params=n_parameters(lc.model),
-                preset='small', command=f'ldeq-train --recipe {name} && python tools/ship_demo_models.py',
-                checkpoint=which, epochs=len(log), train_seconds=float(log[-1]['total_seconds']),
+                preset=tc['preset'], recipe=name,
+                command=f'ldeq-train --recipe {name} && python tools/ship_demo_models.py --which {which} --only {kind}',
+                train_config=tc, checkpoint=which, epochs=len(log), train_seconds=float(log[-1]['total_seconds']),
+                median_epoch_seconds=epoch_s, train_images_per_second=steps_per_epoch * tc['batch_size'] / epoch_s,
                 val_nme_per_epoch=[float(r['val_nme']) for r in log],
                 test=dict(images=1000, eval_batch=EVAL_BATCH, **{k: float(v) for k, v in metrics.items()}))
 
@@ -57,11 +71,14 @@ def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--runs', default='runs', help='folder holding demo_ldeq/, demo_shg/, demo_unet/')
-    ap.add_argument('--which', default='best', choices=['best', 'last'])
+    ap.add_argument('--which', default='last', choices=['best', 'last'])
     ap.add_argument('--only', nargs='*', choices=list(DEMOS), help='ship only these kinds (others keep their record)')
+    ap.add_argument('--note', help='how the runs were trained, when it is not visible in their records (kept in the record)')
+    ap.add_argument('--assets', default=str(Path(ldeq.__file__).parent / 'assets'),
+                    help='where the models and demo_models.json go (default: the package assets)')
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
-    assets = Path(ldeq.__file__).parent / 'assets'
+    assets = Path(a.assets)
     assets.mkdir(exist_ok=True)
     rec_path = assets / 'demo_models.json'
     rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
@@ -72,6 +89,8 @@ def main(argv=None) -> int:
         print(json.dumps(rec['models'][kind]['test']), flush=True)
     rec['machine'] = dict(platform=platform.platform(), torch=torch.__version__, threads=2)
     rec['dataset'] = 'synthetic-v1 stills (5000 train / 1000 test), ldeq.synth defaults'
+    if a.note: rec['training_note'] = a.note
+    rec['all_command'] = 'make demo-models   # the three recipes one after the other, then this tool with --which last'
     rec_path.write_text(json.dumps(rec, indent=1) + '\n')
     print(f'wrote {rec_path}')
     return 0
