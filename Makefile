@@ -44,6 +44,7 @@ figures: env
 # docs/results (tables as markdown) and docs/img/synthetic_*.png (figures) from the two notebooks on the embedded
 # default: Table 3 on hard and easy (subset full), the figures reusing its video runs. Needs a quiet machine.
 docs: env
+	mkdir -p out/docs
 	$(PM) nbs/tables.ipynb out/docs/tables.ipynb -p subset full -p out_dir out/docs/tables
 	$(PM) nbs/figures.ipynb out/docs/figures.ipynb -p out_dir out/docs/figures -p video_table out/docs/tables/table3_all_methods.csv
 	cp out/docs/tables/*.md out/docs/figures/*.md docs/results/
