@@ -49,12 +49,12 @@ def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
     src = runs / name / f'{which}.pt'
     lc = load_checkpoint(src)
     if lc.kind != kind: raise SystemExit(f'{src} holds a {lc.kind!r} model, expected {kind!r}')
-    dst = assets / f'{name}.pt'
-    save_checkpoint(dst, lc.model, lc.config, train_state=None)
     log = read_log_csv(runs / name / 'log.csv')
     tc = (lc.train_state or {}).get('train_config')
     if tc is None: raise SystemExit(f'{src} has no training state (train_config): ship a run checkpoint (last.pt / best.pt)')
     if len(log) != tc['epochs']: raise SystemExit(f'{runs / name / "log.csv"} has {len(log)} epochs, the run asks for {tc["epochs"]}: it has not finished')
+    dst = assets / f'{name}.pt'                              # only a finished run replaces the shipped file
+    save_checkpoint(dst, lc.model, lc.config, train_state=None)
     epoch_s = statistics.median(float(r['epoch_seconds']) for r in log)
     steps_per_epoch = int(log[-1]['global_step']) // len(log)
     torch.manual_seed(0)
