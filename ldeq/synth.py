@@ -15,6 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+import ldeq
+
 from .data import (WFLWRecord, WFLWVWriter, write_wflw_annotations, wflw_annotation_file, WFLW_IMAGES)
 from .progress import tqdm_bar
 from .face import Expression, FaceShape, Pose, place_camera, project_landmarks, smoothstep
@@ -442,7 +444,7 @@ RECORDED_SELECTION = 'wflwv_selection_seed0.json'
 
 def recorded_selection(path=None) -> SelectedVideosConfig:
     "The kept clips of a recorded selection (default: the one shipped in `ldeq/assets/` for seed 0)."
-    path = Path(path) if path is not None else Path(__file__).resolve().parent / 'assets' / RECORDED_SELECTION
+    path = Path(path) if path is not None else Path(ldeq.__file__).parent / 'assets' / RECORDED_SELECTION
     if not path.is_file(): raise FileNotFoundError(f'no recorded selection at {path}')
     d = json.loads(path.read_text())
     return SelectedVideosConfig(PoolConfig(**d['config']['pool']), tuple(d['hard']), tuple(d['easy']))
