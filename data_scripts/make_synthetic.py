@@ -3,12 +3,14 @@
 WFLW-V layout (<out>/wflw_v). Deterministic from --seed; a part that already exists with the same settings is kept.
 
 Videos come one of two ways:
-- --pool 0: the generator's hard and easy clips (`ldeq.synth.sample_clip`), --n-hard and --n-easy of them;
-- --pool N (the paper's way, WFLW-V sec. 5.2): a pool of N clips of every difficulty (`ldeq.synth.pool_clip_spec`),
-  scored by the variance of an ensemble's predictions (`ldeq.selection`, default ensemble data_scripts/ensemble/),
-  of which the --keep clips it disagrees on most become hard and the --keep it disagrees on least easy (default: a
-  quarter each). The selection is written to <out>/wflw_v_selection.json (or --selection PATH); an existing selection
-  file made with the same pool settings is reused, so only the kept clips are rendered in full.
+- --pool N (the default, N = 200; the paper's way, WFLW-V sec. 5.2): a pool of N clips of every difficulty
+  (`ldeq.synth.pool_clip_spec`), scored by the variance of an ensemble's predictions (`ldeq.selection`, default
+  ensemble data_scripts/ensemble/), of which the --keep clips it disagrees on most become hard and the --keep it
+  disagrees on least easy (default: a quarter each). The selection is written to <out>/wflw_v_selection.json (or
+  --selection PATH); an existing selection file made with the same settings is reused, and so is the selection
+  recorded in the package (ldeq/assets/wflwv_selection_seed0.json) when the settings are its own (seed 0, the default
+  pool and ensemble): then only the kept clips are rendered, and the result is the package's default set;
+- --pool 0: the generator's hard and easy clips (`ldeq.synth.sample_clip`), --n-hard and --n-easy of them.
 
 A fresh held-out set in one command:  python data_scripts/make_synthetic.py --seed 1 --pool 200 --out /tmp/heldout"""
 import argparse
@@ -16,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from ldeq import synth
 from ldeq.synth import PoolConfig, StillsConfig, SyntheticConfig, VideosConfig, default_synthetic_root, ensure_synthetic
 
 
@@ -24,6 +27,10 @@ def selected_videos(a, out: Path):
     from ldeq.selection import Selection, SelectionConfig, make_selection
     cfg = SelectionConfig(PoolConfig(a.pool, a.frames, a.video_size, a.fps, a.seed), a.keep, a.score_every, not a.no_flip)
     path = Path(a.selection) if a.selection else out / 'wflw_v_selection.json'
+    recorded = Path(synth.__file__).parent / 'assets' / synth.RECORDED_SELECTION
+    if not path.is_file() and a.ensemble is None and Selection.load(recorded).config == cfg:
+        print(f'selection: the one recorded in {recorded} (same seed, pool and ensemble)')
+        return Selection.load(recorded).videos_config
     if path.is_file():
         sel = Selection.load(path)
         if sel.config != cfg:
@@ -48,7 +55,7 @@ def main(argv=None) -> int:
     p.add_argument('--image-size', type=int, default=st.image_size, help=f'side of the still images in px (default {st.image_size})')
     p.add_argument('--n-hard', type=int, default=vi.n_hard, help=f'hard clips without --pool (default {vi.n_hard})')
     p.add_argument('--n-easy', type=int, default=vi.n_easy, help=f'easy clips without --pool (default {vi.n_easy})')
-    p.add_argument('--pool', type=int, default=0, help='pool size for the selection by ensemble disagreement (0: no pool)')
+    p.add_argument('--pool', type=int, default=PoolConfig().n_pool, help=f'pool size for the selection by ensemble disagreement (default {PoolConfig().n_pool}; 0: no pool, the generator\'s halves)')
     p.add_argument('--keep', type=int, default=0, help='clips kept per half from the pool (0: a quarter of the pool)')
     p.add_argument('--score-every', type=int, default=4, help='score every k-th frame of a pool clip (default 4)')
     p.add_argument('--no-flip', action='store_true', help='no test-time flip in the ensemble')

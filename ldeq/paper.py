@@ -165,11 +165,13 @@ def prepare(cfg: PaperConfig, stills: bool = True, videos: bool = True) -> Setup
     stills_root, video_root = (Path(cfg.data_root).expanduser() if cfg.data_root else None,
                                Path(cfg.video_root).expanduser() if cfg.video_root else None)
     if cfg.dataset == 'synthetic' and ((stills and stills_root is None) or (videos and video_root is None)):
-        from ldeq.synth import ensure_synthetic
+        from ldeq.synth import ensure_synthetic, ensure_quick_videos
         parts = [p for p, need, have in (('stills', stills, stills_root), ('videos', videos, video_root)) if need and have is None]
+        quick_videos = cfg.quick and 'videos' in parts          # quick: only the clips it looks at, in a cache of their own
         t = time.perf_counter()
         if cfg.progress: stage(f"synthetic benchmark: {' and '.join(parts)} (generated once into the cache; minutes on a first run)")
-        syn = ensure_synthetic(parts=parts, progress=cfg.progress)
+        syn = ensure_synthetic(parts=[p for p in parts if not (quick_videos and p == 'videos')], progress=cfg.progress)
+        if quick_videos: video_root = ensure_quick_videos(cfg.limits['videos'], progress=cfg.progress)
         if cfg.progress: stage(f'synthetic benchmark ready ({time.perf_counter() - t:.0f} s)')
         stills_root, video_root = stills_root or (syn.wflw if stills else None), video_root or (syn.wflw_v if videos else None)
     if stills:

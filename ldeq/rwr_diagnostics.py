@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 
 from .model import LDEQ
@@ -14,7 +16,8 @@ from .solvers import SolverConfig
 from .wflw import OUTER_EYE_CORNERS
 
 # %% auto #0
-__all__ = ['converged_solver', 'solve', 'fixed_point_gap', 'warm_residuals', 'contraction', 'ClipDiagnostics', 'clip_diagnostics']
+__all__ = ['converged_solver', 'solve', 'landmark_gap', 'fixed_point_gap', 'warm_residuals', 'contraction', 'ClipDiagnostics',
+           'clip_diagnostics', 'summarise_diagnostics', 'plot_diagnostics', 'plot_clip_diagnostics']
 
 # %% ../nbs/12d_rwr_diagnostics.ipynb #dc2ce445
 def converged_solver(model: LDEQ, tol: float = 1e-5, max_iters: int = 200) -> SolverConfig:
@@ -28,14 +31,16 @@ def solve(model: LDEQ, x: torch.Tensor, z0: torch.Tensor | None = None, tol: flo
     return out.z_star, out.stats
 
 # %% ../nbs/12d_rwr_diagnostics.ipynb #33135aaa
+def landmark_gap(model: LDEQ, z: torch.Tensor, z_ref: torch.Tensor) -> torch.Tensor:
+    "Per-sample NME (%) between the landmarks of `z` and of `z_ref`, over the reference landmarks' inter-ocular distance."
+    l, lr = model.readout(z), model.readout(z_ref)
+    a, b = OUTER_EYE_CORNERS
+    return 100 * (l - lr).norm(dim=-1).mean(-1) / ((lr[:, a] - lr[:, b]).norm(dim=-1) + 1e-9)
+
 @torch.no_grad()
 def fixed_point_gap(model: LDEQ, x: torch.Tensor, z_prev: torch.Tensor, tol: float = 1e-5, max_iters: int = 200) -> torch.Tensor:
     "Per-sample NME (%) between the landmarks of z* solved from `z_prev` and from zeros, over the cold landmarks' inter-ocular distance."
-    zw, _ = solve(model, x, z_prev, tol, max_iters)
-    zc, _ = solve(model, x, None, tol, max_iters)
-    lw, lc = model.readout(zw), model.readout(zc)
-    a, b = OUTER_EYE_CORNERS
-    return 100 * (lw - lc).norm(dim=-1).mean(-1) / ((lc[:, a] - lc[:, b]).norm(dim=-1) + 1e-9)
+    return landmark_gap(model, solve(model, x, z_prev, tol, max_iters)[0], solve(model, x, None, tol, max_iters)[0])
 
 # %% ../nbs/12d_rwr_diagnostics.ipynb #f0de294a
 @torch.no_grad()
@@ -76,14 +81,64 @@ class ClipDiagnostics:
         "Fraction of frames where warm and cold fixed points differ by more than `threshold` % NME."
         return float((self.gap > threshold).float().mean())
 
-def clip_diagnostics(model: LDEQ, crops: torch.Tensor, ks=(1, 2, 3), power_iters: int = 20) -> ClipDiagnostics:
-    "Diagnostics of a clip given its RwR crops (N, 3, S, S), one frame at a time."
+    def rows(self, **keys) -> list[dict]:
+        "One dict per frame (frame = 1..N-1): `keys`, gap, contraction and res<k> for each k."
+        return [dict(keys, frame=i + 1, gap=float(self.gap[i]), contraction=float(self.contraction[i]),
+                     **{f'res{k}': float(v[i]) for k, v in self.residual.items()}) for i in range(len(self.gap))]
+
+def clip_diagnostics(model: LDEQ, crops: torch.Tensor, ks=(1, 2, 3), power_iters: int = 20) -> ClipDiagnostics | list[ClipDiagnostics]:
+    "Diagnostics of a clip from its RwR crops (N, 3, S, S), or a list of them for C clips side by side (C, N, 3, S, S)."
+    one = crops.dim() == 4
+    c = crops[None] if one else crops
     gaps, res, rhos = [], {k: [] for k in ks}, []
-    z_prev, _ = solve(model, crops[:1])
-    for n in range(1, len(crops)):
-        x = crops[n:n + 1]
-        gaps.append(fixed_point_gap(model, x, z_prev))
+    z_prev, _ = solve(model, c[:, 0])
+    for n in range(1, c.shape[1]):
+        x = c[:, n]
         for k, v in warm_residuals(model, x, z_prev, ks).items(): res[k].append(v)
-        z_prev, _ = solve(model, x, z_prev)
-        rhos.append(contraction(model, x, z_prev, power_iters))
-    return ClipDiagnostics(torch.cat(gaps), {k: torch.cat(v) for k, v in res.items()}, torch.cat(rhos))
+        z_warm, z_cold = solve(model, x, z_prev)[0], solve(model, x)[0]
+        gaps.append(landmark_gap(model, z_warm, z_cold))
+        rhos.append(contraction(model, x, z_warm, power_iters))
+        z_prev = z_warm
+    g, r, rho = torch.stack(gaps, 1), {k: torch.stack(v, 1) for k, v in res.items()}, torch.stack(rhos, 1)
+    out = [ClipDiagnostics(g[i], {k: v[i] for k, v in r.items()}, rho[i]) for i in range(len(c))]
+    return out[0] if one else out
+
+# %% ../nbs/12d_rwr_diagnostics.ipynb #7f9db160
+def summarise_diagnostics(df: pd.DataFrame, by: str = 'config') -> pd.DataFrame:
+    "Per group of per-frame rows: frames, fraction with gap > 1%, gap median / max, median residual per k, ρ median / max."
+    g = df.groupby(by, sort=False)
+    ks = sorted(int(c[3:]) for c in df.columns if c.startswith('res'))
+    return pd.DataFrame({'frames': g.size(), 'gap>1% (frac)': g['gap'].apply(lambda s: (s > 1).mean()),
+                         'gap median %': g['gap'].median(), 'gap max %': g['gap'].max(),
+                         **{f'res k={k}': g[f'res{k}'].median() for k in ks},
+                         'rho median': g['contraction'].median(), 'rho max': g['contraction'].max()})
+
+# %% ../nbs/12d_rwr_diagnostics.ipynb #4c949fce
+def plot_diagnostics(df: pd.DataFrame, axes) -> None:
+    "Three panels, a curve per configuration: CDF of the warm-cold gap, median residual vs k, CDF of ρ at z*."
+    ks = sorted(int(c[3:]) for c in df.columns if c.startswith('res'))
+    for c, d in df.groupby('config', sort=False):
+        axes[0].plot(np.sort(d['gap']), np.linspace(0, 1, len(d)), label=c)
+        axes[1].plot(ks, [d[f'res{k}'].median() for k in ks], 'o-', label=c)
+        axes[2].plot(np.sort(d['contraction']), np.linspace(0, 1, len(d)), label=c)
+    axes[0].axvline(1, color='k', ls=':', lw=1); axes[0].set_xscale('symlog', linthresh=1e-3)
+    axes[0].set(xlabel='warm vs cold fixed point, NME %', ylabel='fraction of frames ≤ x', title='more than one fixed point?')
+    axes[1].set(yscale='log', xlabel='warm fixed-point steps k', ylabel='median relative residual', title='residual after k warm steps')
+    axes[2].axvline(1, color='k', ls=':', lw=1)
+    axes[2].set(xlabel='ρ(∂f/∂z) at z*', ylabel='fraction of frames ≤ x', title='contraction at the fixed point')
+    axes[2].legend(fontsize=7)
+
+def plot_clip_diagnostics(d: pd.DataFrame, ax, ambiguity=None, title: str = '', legend: bool = False) -> None:
+    "One clip over time: the warm-cold gap (NME %, log) and ρ at z* (right axis) per frame, the ambiguity envelope shaded."
+    if ambiguity is not None:
+        amb = np.asarray(ambiguity, float)
+        ax.fill_between(np.arange(len(amb)), 0, amb, color='0.85', step='mid', transform=ax.get_xaxis_transform(),
+                        label='ambiguity stretch (height: envelope)')        # heights in axes units: 1 = held
+    ax.semilogy(d['frame'], d['gap'].clip(lower=1e-4), 'C0.-', ms=3, label='warm − cold gap (NME %)')
+    ax.axhline(1, color='C0', ls=':', lw=1)
+    ax.set(xlabel='frame', ylabel='gap, NME %', title=title, ylim=(1e-4, 100))
+    r = ax.twinx(); r.plot(d['frame'], d['contraction'], 'C3-', lw=1, label='ρ at z*'); r.axhline(1, color='C3', ls=':', lw=1)
+    r.set(ylabel='ρ(∂f/∂z)', ylim=(0, max(1.2, float(d['contraction'].max()) * 1.05)))
+    if legend:
+        h = ax.get_legend_handles_labels(), r.get_legend_handles_labels()
+        ax.legend(h[0][0] + h[1][0], h[0][1] + h[1][1], fontsize=7, loc='upper left')

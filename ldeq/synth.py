@@ -15,6 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+import ldeq
+
 from .data import (WFLWRecord, WFLWVWriter, write_wflw_annotations, wflw_annotation_file, WFLW_IMAGES)
 from .progress import tqdm_bar
 from .face import Expression, FaceShape, Pose, place_camera, project_landmarks, smoothstep
@@ -27,7 +29,8 @@ __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_
            'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage',
            'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip', 'PoolConfig',
            'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos',
-           'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic']
+           'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic',
+           'ensure_quick_videos']
 
 # %% ../nbs/06_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -212,6 +215,20 @@ def _add_motion_blur(scenes: list, lms: np.ndarray) -> None:
     for i, sc in enumerate(scenes):
         if 0.6 * speed[i] >= 1.5: sc.motion_blur = (float(0.6 * speed[i]), float(np.degrees(np.arctan2(vel[i, 1], vel[i, 0]))))
 
+# %% ../nbs/06_synth.ipynb #c99b8eb1
+def _gentle_tracks(rng: np.random.Generator, T: int, fps: float, H: int, W: int) -> dict:
+    "Per-frame tracks of an ordinary clip: near-frontal pose, gentle motion, talking, expressions and blinks."
+    s = lambda sig: smooth_track(rng, T, sig * fps)
+    tr = dict(yaw=rng.normal(0, 8) + 10 * s(0.8), pitch=rng.normal(0, 4) + 5 * s(0.9), roll=rng.normal(0, 4) + 5 * s(1.0))
+    tr['size0'] = rng.uniform(0.42, 0.6) * min(H, W)
+    tr['size'] = tr['size0'] * (1 + 0.06 * s(1.5))
+    tr['cx'] = W / 2 + rng.normal(0, 0.05) * W + 0.04 * W * s(1.2)
+    tr['cy'] = H / 2 + rng.normal(0, 0.04) * H + 0.03 * H * s(1.2)
+    tr['talk'] = np.clip(0.28 + 0.22 * s(0.06), 0, 0.75) * float(rng.random() < 0.8)
+    tr['smile'], tr['blink'] = np.clip(rng.uniform(-0.1, 0.4) + 0.2 * s(1.0), -0.3, 1), blink_track(rng, T, fps)
+    tr['brow'], tr['gx'], tr['gy'] = np.clip(0.25 * s(0.8), -0.6, 0.8), np.clip(0.3 * s(0.5), -0.8, 0.8), np.clip(0.2 * s(0.6), -0.5, 0.5)
+    return tr
+
 # %% ../nbs/06_synth.ipynb #eac855df
 def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: int = 80, image_size=(256, 256),
                 fps: float = 25.0) -> ClipSpec:
@@ -224,25 +241,18 @@ def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: in
         factors = tuple(str(f) for f in rng.choice(HARD_FACTORS, size=int(rng.integers(2, 4)), replace=False,
                                                    p=[0.3, 0.16, 0.16, 0.16, 0.1, 0.12]))
         if 'occluder' not in factors and rng.random() < 0.5: factors = ('occluder',) + factors[1:]
-    tt = np.arange(T) / fps
+    tr, tt = _gentle_tracks(rng, T, fps, H, W), np.arange(T) / fps
     s = lambda sig: smooth_track(rng, T, sig * fps)
-    yaw, pitch, roll = rng.normal(0, 8) + 10 * s(0.8), rng.normal(0, 4) + 5 * s(0.9), rng.normal(0, 4) + 5 * s(1.0)
     if 'pose' in factors:
-        yaw = rng.choice([-1, 1]) * (42 + 14 * (0.5 + 0.5 * s(1.0))) + 6 * s(0.4)
-        pitch = pitch + rng.choice([-1, 1]) * rng.uniform(0, 18)
+        tr['yaw'] = rng.choice([-1, 1]) * (42 + 14 * (0.5 + 0.5 * s(1.0))) + 6 * s(0.4)
+        tr['pitch'] = tr['pitch'] + rng.choice([-1, 1]) * rng.uniform(0, 18)
     if 'motion' in factors:
         f, amp = rng.uniform(1.2, 2.2), rng.uniform(18, 30)
         win = smoothstep(0.1, 0.25, tt / tt[-1]) * smoothstep(0.97, 0.85, tt / tt[-1])
-        yaw = yaw + amp * np.sin(2 * np.pi * f * tt + rng.uniform(0, 6.3)) * win
-        pitch = pitch + 0.4 * amp * np.sin(2 * np.pi * 0.7 * f * tt + rng.uniform(0, 6.3)) * win
-    yaw, pitch, roll = np.clip(yaw, -72, 72), np.clip(pitch, -35, 35), np.clip(roll, -40, 40)
-    size0 = rng.uniform(0.42, 0.6) * min(H, W)
-    size = size0 * (1 + 0.06 * s(1.5))
-    cx = W / 2 + rng.normal(0, 0.05) * W + 0.04 * W * s(1.2)
-    cy = H / 2 + rng.normal(0, 0.04) * H + 0.03 * H * s(1.2)
-    talk = np.clip(0.28 + 0.22 * s(0.06), 0, 0.75) * float(rng.random() < 0.8)
-    smile, blink = np.clip(rng.uniform(-0.1, 0.4) + 0.2 * s(1.0), -0.3, 1), blink_track(rng, T, fps)
-    brow, gx, gy = np.clip(0.25 * s(0.8), -0.6, 0.8), np.clip(0.3 * s(0.5), -0.8, 0.8), np.clip(0.2 * s(0.6), -0.5, 0.5)
+        tr['yaw'] = tr['yaw'] + amp * np.sin(2 * np.pi * f * tt + rng.uniform(0, 6.3)) * win
+        tr['pitch'] = tr['pitch'] + 0.4 * amp * np.sin(2 * np.pi * 0.7 * f * tt + rng.uniform(0, 6.3)) * win
+    tr['yaw'], tr['pitch'], tr['roll'] = np.clip(tr['yaw'], -72, 72), np.clip(tr['pitch'], -35, 35), np.clip(tr['roll'], -40, 40)
+    size0, size = tr['size0'], tr['size']
     light = sample_light(rng, 'harsh_light' in factors)
     if 'harsh_light' in factors: light.exposure = max(light.exposure, 0.8)
     if 'low_light' in factors: light.exposure = float(rng.uniform(0.22, 0.38))
@@ -250,8 +260,6 @@ def sample_clip(rng: np.random.Generator, clip_id: str, hard: bool, n_frames: in
     blur = (np.clip(rng.uniform(1.2, 2.2) + 0.5 * s(0.6), 0.8, 3.0) * size / 130) if 'blur' in factors else np.zeros(T)
     bg_seed, base_seed = int(rng.integers(2 ** 31)), int(rng.integers(2 ** 31))
     tpc = float(np.clip(1.15 * size0 / 14.5, 5, 14))
-    tr = dict(yaw=yaw, pitch=pitch, roll=roll, cx=cx, cy=cy, size=size, talk=talk, smile=smile, blink=blink, brow=brow,
-              gx=gx, gy=gy)
     scenes = _clip_scenes(idn, tr, [light] * T, np.full(T, noise), blur, (H, W), bg_seed, base_seed, tpc)
     lms = np.stack([landmarks_of(sc) for sc in scenes])
     if 'occluder' in factors:
@@ -306,20 +314,6 @@ def _pool_events(rng: np.random.Generator, difficulty: float) -> tuple:
     n = int((rng.random(3) < [ramp(0.15, 0.4), ramp(0.35, 0.75), 0.6 * ramp(0.6, 1.0)]).sum())
     picked = rng.choice(len(AMBIGUITY_EVENTS), size=n, replace=False, p=[0.4, 0.2, 0.2, 0.2])
     return tuple(AMBIGUITY_EVENTS[i] for i in sorted(picked))
-
-# %% ../nbs/06_synth.ipynb #c99b8eb1
-def _gentle_tracks(rng: np.random.Generator, T: int, fps: float, H: int, W: int) -> dict:
-    "Per-frame tracks of an easy clip: near-frontal pose, gentle motion, talking, expressions and blinks."
-    s = lambda sig: smooth_track(rng, T, sig * fps)
-    tr = dict(yaw=rng.normal(0, 8) + 10 * s(0.8), pitch=rng.normal(0, 4) + 5 * s(0.9), roll=rng.normal(0, 4) + 5 * s(1.0))
-    tr['size0'] = rng.uniform(0.42, 0.6) * min(H, W)
-    tr['size'] = tr['size0'] * (1 + 0.06 * s(1.5))
-    tr['cx'] = W / 2 + rng.normal(0, 0.05) * W + 0.04 * W * s(1.2)
-    tr['cy'] = H / 2 + rng.normal(0, 0.04) * H + 0.03 * H * s(1.2)
-    tr['talk'] = np.clip(0.28 + 0.22 * s(0.06), 0, 0.75) * float(rng.random() < 0.8)
-    tr['smile'], tr['blink'] = np.clip(rng.uniform(-0.1, 0.4) + 0.2 * s(1.0), -0.3, 1), blink_track(rng, T, fps)
-    tr['brow'], tr['gx'], tr['gy'] = np.clip(0.25 * s(0.8), -0.6, 0.8), np.clip(0.3 * s(0.5), -0.8, 0.8), np.clip(0.2 * s(0.6), -0.5, 0.5)
-    return tr
 
 # %% ../nbs/06_synth.ipynb #a7d59fea
 def sample_pool_clip(rng: np.random.Generator, clip_id: str, difficulty: float, n_frames: int = 100,
@@ -404,6 +398,11 @@ class SelectedVideosConfig:
     n_hard = property(lambda self: len(self.hard))
     n_easy = property(lambda self: len(self.easy))
 
+    def head(self, n: int) -> 'SelectedVideosConfig':
+        "The first `n` kept clips of each half (a recorded selection lists them most extreme first)."
+        if n < 1: raise ValueError(f'SelectedVideosConfig.head: n must be >= 1, got {n}')
+        return SelectedVideosConfig(self.pool, self.hard[:n], self.easy[:n])
+
 def video_ids(cfg: VideosConfig | SelectedVideosConfig) -> tuple[list[str], list[str]]:
     "The hard and easy clip IDs of a video set (a selected pool's clips keep their pool IDs)."
     if isinstance(cfg, SelectedVideosConfig): return [f'pool_{i:04d}' for i in cfg.hard], [f'pool_{i:04d}' for i in cfg.easy]
@@ -445,13 +444,13 @@ RECORDED_SELECTION = 'wflwv_selection_seed0.json'
 
 def recorded_selection(path=None) -> SelectedVideosConfig:
     "The kept clips of a recorded selection (default: the one shipped in `ldeq/assets/` for seed 0)."
-    path = Path(path) if path is not None else Path(__file__).resolve().parent / 'assets' / RECORDED_SELECTION
+    path = Path(path) if path is not None else Path(ldeq.__file__).parent / 'assets' / RECORDED_SELECTION
     if not path.is_file(): raise FileNotFoundError(f'no recorded selection at {path}')
     d = json.loads(path.read_text())
     return SelectedVideosConfig(PoolConfig(**d['config']['pool']), tuple(d['hard']), tuple(d['easy']))
 
 # %% ../nbs/06_synth.ipynb #2e369322
-SYNTHETIC_VERSION = 'synthetic-v1'
+SYNTHETIC_VERSION = 'synthetic-v2'   # v2: the default videos are the recorded selection of the pool
 MARKER = '.ldeq_synthetic.json'
 
 # %% ../nbs/06_synth.ipynb #bb61191a
@@ -459,7 +458,7 @@ MARKER = '.ldeq_synthetic.json'
 class SyntheticConfig:
     "Configuration of the whole synthetic benchmark."
     stills: StillsConfig = field(default_factory=StillsConfig)
-    videos: VideosConfig | SelectedVideosConfig = field(default_factory=VideosConfig)
+    videos: VideosConfig | SelectedVideosConfig = field(default_factory=recorded_selection)   # WFLW-V's way (sec. 5.2)
 
 # %% ../nbs/06_synth.ipynb #7d0917f6
 @dataclass
@@ -471,7 +470,7 @@ class SyntheticPaths:
 
 # %% ../nbs/06_synth.ipynb #1c9cbd94
 def default_synthetic_root() -> Path:
-    "`$LDEQ_CACHE/synthetic-v1`, else `~/.cache/ldeq/synthetic-v1`."
+    "`$LDEQ_CACHE/<SYNTHETIC_VERSION>`, else `~/.cache/ldeq/<SYNTHETIC_VERSION>`."
     base = os.environ.get('LDEQ_CACHE')
     return (Path(base) if base else Path.home() / '.cache' / 'ldeq') / SYNTHETIC_VERSION
 
@@ -515,13 +514,20 @@ def _ensure_part(dest: Path, cfg, make, workers: int, progress: bool, wait_s: fl
         return
 
 # %% ../nbs/06_synth.ipynb #586e7a7d
-def ensure_synthetic(root=None, config: SyntheticConfig = SyntheticConfig(), parts: Sequence[str] = ('stills', 'videos'),
+def ensure_synthetic(root=None, config: SyntheticConfig | None = None, parts: Sequence[str] = ('stills', 'videos'),
                      workers: int = 2, progress: bool = True, wait_s: float = 1800.0) -> SyntheticPaths:
     "Paths of the synthetic benchmark under `root` (default: `default_synthetic_root()`), generating missing parts."
-    root = Path(root) if root is not None else default_synthetic_root()
+    root, config = Path(root) if root is not None else default_synthetic_root(), config or SyntheticConfig()
     bad = set(parts) - {'stills', 'videos'}
     if bad: raise ValueError(f'unknown parts {sorted(bad)}; choose from stills, videos')
     paths = SyntheticPaths(root, root / 'wflw', root / 'wflw_v')
     if 'stills' in parts: _ensure_part(paths.wflw, config.stills, generate_stills, workers, progress, wait_s)
     if 'videos' in parts: _ensure_part(paths.wflw_v, config.videos, generate_videos, workers, progress, wait_s)
     return paths
+
+# %% ../nbs/06_synth.ipynb #d5dfd13e
+def ensure_quick_videos(n: int = 2, root=None, workers: int = 2, progress: bool = True) -> Path:
+    "The WFLW-V folder of the first `n` hard and easy clips of the default video set, in a cache of their own."
+    root = Path(root) if root is not None else default_synthetic_root().with_name(f'{SYNTHETIC_VERSION}-quick{int(n)}')
+    return ensure_synthetic(root, SyntheticConfig(videos=recorded_selection().head(n)), parts=['videos'],
+                            workers=workers, progress=progress).wflw_v

@@ -23,7 +23,7 @@ def test_help(script):
 
 def test_tiny_pipeline(tmp_path):
     r = run('make_synthetic.py', '--out', tmp_path / 'syn', '--n-train', 3, '--n-test', 2, '--image-size', 96,
-            '--n-hard', 1, '--n-easy', 1, '--frames', 4, '--video-size', 64, '--workers', 1, '--no-progress')
+            '--pool', 0, '--n-hard', 1, '--n-easy', 1, '--frames', 4, '--video-size', 64, '--workers', 1, '--no-progress')
     assert r.returncode == 0, r.stderr
     r = run('prepare_wflw.py', tmp_path / 'syn' / 'wflw', '--out', tmp_path / 'pre', '--size', 64, '--no-progress')
     assert r.returncode == 0, r.stderr
@@ -67,3 +67,16 @@ def test_pool_selection(tmp_path):
     assert r.returncode == 0 and 'reusing' in r.stdout, r.stderr
     r = run('make_synthetic.py', *args, '--keep', 3)                       # the last --keep wins: other settings
     assert r.returncode != 0 and 'other settings' in r.stderr
+
+
+def test_default_pool_uses_the_recorded_selection(tmp_path):
+    "With seed 0 and the default pool and ensemble, make_synthetic takes the package's recorded selection (no scoring)."
+    import argparse
+    import importlib.util
+    from ldeq.synth import recorded_selection
+    spec = importlib.util.spec_from_file_location('make_synthetic', SCRIPTS / 'make_synthetic.py')
+    ms = importlib.util.module_from_spec(spec); spec.loader.exec_module(ms)
+    a = argparse.Namespace(pool=200, frames=100, video_size=256, fps=25.0, seed=0, keep=0, score_every=4, no_flip=False,
+                           selection=None, ensemble=None, workers=1, no_progress=True)
+    assert ms.selected_videos(a, tmp_path) == recorded_selection()
+    assert not (tmp_path / 'wflw_v_selection.json').exists()                   # nothing scored, nothing written
