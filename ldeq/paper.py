@@ -35,9 +35,9 @@ from .progress import stage
 __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DEMO_FILES', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'assets_dir',
            'demo_checkpoints', 'PaperConfig', 'load_named_model', 'Setup', 'resolve_checkpoints', 'prepare', 'describe',
            'stills_nmes', 'table1', 'table2', 'subset_counts', 'table1_claim', 'video_methods', 'video_results',
-           'best_ema', 'table3', 'table3_changes', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark',
-           'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table', 'plot_nmf_split',
-           'demo_record', 'plot_learning_curves']
+           'best_ema', 'table3', 'table3_changes', 'rwr_vs_ema_curves', 'write_table', 'save_figure', 'plot_fig1',
+           'flickery_landmark', 'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table',
+           'plot_nmf_split', 'demo_record', 'plot_learning_curves']
 
 # %% ../nbs/13_paper.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -73,7 +73,7 @@ class PaperConfig:
     out_dir: str = 'out/paper'            # every CSV / markdown / PNG goes here
     quick: bool = False                   # CI mode: 64 test images per set, 2 videos per subset, a short EMA grid
     rwr_k: int = 2                        # RwR's cap of f-evaluations per frame (paper: 2)
-    alpha: float = 1.0                    # eq. 8's α for the exact RwR row
+    alpha: float | None = None            # eq. 8's α for the exact RwR row (None: no such row; its L-BFGS per frame is slow on CPU)
     exact_iters: int = 5                  # L-BFGS iterations per frame of the exact eq. 8 solve
     progress: bool = True
 
@@ -103,7 +103,7 @@ class PaperConfig:
         for name, lo in (('batch_size', 1), ('rwr_k', 1), ('exact_iters', 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise _param(name, v, f'expected an int >= {lo}')
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha < math.inf:
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha < math.inf):
             raise _param('alpha', self.alpha, 'expected a finite real >= 0')
         if not isinstance(self.quick, bool): raise _param('quick', self.quick, 'expected True or False')
 
@@ -166,11 +166,12 @@ def prepare(cfg: PaperConfig, stills: bool = True, videos: bool = True) -> Setup
                                Path(cfg.video_root).expanduser() if cfg.video_root else None)
     if cfg.dataset == 'synthetic' and ((stills and stills_root is None) or (videos and video_root is None)):
         from ldeq.synth import ensure_synthetic, ensure_quick_videos
-        parts = [p for p, need, have in (('stills', stills, stills_root), ('videos', videos, video_root)) if need and have is None]
-        quick_videos = cfg.quick and 'videos' in parts          # quick: only the clips it looks at, in a cache of their own
+        vparts = {'full': 'videos', 'hard': 'hard_videos', 'easy': 'easy_videos'}[cfg.subset]   # only the clips the run needs
+        parts = [p for p, need, have in (('test_stills', stills, stills_root), (vparts, videos, video_root)) if need and have is None]
+        quick_videos = cfg.quick and vparts in parts          # quick: only the clips it looks at, in a cache of their own
         t = time.perf_counter()
         if cfg.progress: stage(f"synthetic benchmark: {' and '.join(parts)} (generated once into the cache; minutes on a first run)")
-        syn = ensure_synthetic(parts=[p for p in parts if not (quick_videos and p == 'videos')], progress=cfg.progress)
+        syn = ensure_synthetic(parts=[p for p in parts if not (quick_videos and p == vparts)], progress=cfg.progress)
         if quick_videos: video_root = ensure_quick_videos(cfg.limits['videos'], progress=cfg.progress)
         if cfg.progress: stage(f'synthetic benchmark ready ({time.perf_counter() - t:.0f} s)')
         stills_root, video_root = stills_root or (syn.wflw if stills else None), video_root or (syn.wflw_v if videos else None)
@@ -358,6 +359,20 @@ def table3_changes(per_video: pd.DataFrame, subset: str = 'hard', n_boot: int = 
     t = pd.DataFrame.from_dict(rows, orient='index')
     t.index = pd.MultiIndex.from_tuples(t.index, names=['Model', 'Method'])
     return t
+
+# %% ../nbs/13_paper.ipynb #05469a9a
+def rwr_vs_ema_curves(long: pd.DataFrame, subset: str, method: str, model: str = 'LDEQ') -> pd.DataFrame:
+    "Per model: its EMA curve's NME (interpolated) at the NMF of `model` + `method`, and RwR's margin below it (NME points)."
+    d = long[long['subset'] == subset]
+    r = d[(d['model'] == model) & (d['method'] == method)]
+    if r.empty: raise ValueError(f'rwr_vs_ema_curves: no {model} {method!r} row on {subset}')
+    nme, nmf, rows = float(r['nme'].iloc[0]), float(r['nmf'].iloc[0]), []
+    for m in dict.fromkeys(d['model']):
+        c = d[(d['model'] == m) & ((d['method'] == 'frame-by-frame') | d['method'].str.startswith('ema'))].sort_values('nmf')
+        x, y = c['nmf'].to_numpy(float), c['nme'].to_numpy(float)
+        at = float(np.interp(nmf, x, y)) if len(x) and x[0] <= nmf <= x[-1] else float('nan')
+        rows.append(dict(model=m, rwr_nmf=nmf, rwr_nme=nme, ema_nme_at_rwr_nmf=at, margin=at - nme, below=bool(at > nme)))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/13_paper.ipynb #fe52f329
 def write_table(table: pd.DataFrame, out_dir, name: str, floatfmt: str = '.3g', note: str | None = None) -> tuple[Path, Path]:

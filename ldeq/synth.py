@@ -25,12 +25,12 @@ from .scene import sample_identity, sample_light, sample_occluder, sample_scene,
 
 # %% auto #0
 __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_REGIONS', 'AMBIGUITY_EVENTS',
-           'POOL_OCCLUDER_REGIONS', 'RECORDED_SELECTION', 'SYNTHETIC_VERSION', 'MARKER', 'StillsConfig', 'render_still',
-           'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage',
-           'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip', 'PoolConfig',
-           'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos',
-           'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'ensure_synthetic',
-           'ensure_quick_videos']
+           'POOL_OCCLUDER_REGIONS', 'RECORDED_SELECTION', 'SYNTHETIC_VERSION', 'MARKER', 'VIDEO_HALVES', 'StillsConfig',
+           'render_still', 'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of',
+           'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip',
+           'PoolConfig', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec',
+           'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root',
+           'one_half', 'ensure_synthetic', 'ensure_quick_videos']
 
 # %% ../nbs/06_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -74,6 +74,11 @@ def _still_job(args) -> WFLWRecord:
     return WFLWRecord(lm, box, attrs, rel)
 
 # %% ../nbs/06_synth.ipynb #3041dbaf
+def _indexed(args):
+    "Worker: (index, fn(job)) of an (fn, index, job) triple."
+    fn, i, job = args
+    return i, fn(job)
+
 def pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
     "Map `fn` over `jobs` in order, in `workers` processes (spawned; forked for functions of `__main__`) or inline for workers <= 1."
     bar = tqdm_bar(total=len(jobs), desc=desc, disable=not progress)
@@ -86,17 +91,21 @@ def pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
         # functions defined in a notebook (`__main__`) cannot be imported by a spawned child, so they are forked
         forkable = getattr(fn, '__module__', '') == '__main__' and 'fork' in mp.get_all_start_methods()
         ctx = mp.get_context('fork' if forkable else 'spawn')
+        # unordered, in small chunks, so that the bar moves as jobs finish (a clip takes seconds, a still milliseconds)
+        chunk = max(1, min(16, len(jobs) // (32 * workers)))
         with ctx.Pool(workers) as pool:
-            for r in pool.imap(fn, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
-                out.append(r); bar.update()
+            for i, r in pool.imap_unordered(_indexed, [(fn, i, j) for i, j in enumerate(jobs)], chunksize=chunk):
+                out.append((i, r)); bar.update()
+        out = [r for _, r in sorted(out, key=lambda t: t[0])]
     bar.close()
     return out
 
 # %% ../nbs/06_synth.ipynb #bebd4100
 def generate_stills(root, cfg: StillsConfig = StillsConfig(), workers: int = 2, progress: bool = True) -> Path:
-    "Write the synthetic stills in the official WFLW layout under `root` (images + the two annotation lists)."
+    "Write the synthetic stills in the official WFLW layout under `root` (images + an annotation list per non-empty split)."
     root = Path(root)
     for split, n in (('train', cfg.n_train), ('test', cfg.n_test)):
+        if n == 0: continue                                    # e.g. the test split alone (`ensure_synthetic`'s test_stills)
         (root / WFLW_IMAGES / f'synthetic--{split}').mkdir(parents=True, exist_ok=True)
         recs = pool_map(_still_job, [(cfg, split, i, root / WFLW_IMAGES) for i in range(n)], workers,
                          f'synthetic stills ({split})', progress)
@@ -514,15 +523,32 @@ def _ensure_part(dest: Path, cfg, make, workers: int, progress: bool, wait_s: fl
         return
 
 # %% ../nbs/06_synth.ipynb #586e7a7d
+VIDEO_HALVES = {'hard_videos': 'hard', 'easy_videos': 'easy'}
+
+def one_half(cfg: VideosConfig | SelectedVideosConfig, half: str) -> VideosConfig | SelectedVideosConfig:
+    "The video set of `cfg` with only its `half` ('hard' or 'easy'): the same clips, the other half empty."
+    if half not in ('hard', 'easy'): raise ValueError(f"half must be 'hard' or 'easy', got {half!r}")
+    if isinstance(cfg, SelectedVideosConfig): return replace(cfg, **{('easy' if half == 'hard' else 'hard'): ()})
+    return replace(cfg, **{('n_easy' if half == 'hard' else 'n_hard'): 0})
+
 def ensure_synthetic(root=None, config: SyntheticConfig | None = None, parts: Sequence[str] = ('stills', 'videos'),
                      workers: int = 2, progress: bool = True, wait_s: float = 1800.0) -> SyntheticPaths:
     "Paths of the synthetic benchmark under `root` (default: `default_synthetic_root()`), generating missing parts."
     root, config = Path(root) if root is not None else default_synthetic_root(), config or SyntheticConfig()
-    bad = set(parts) - {'stills', 'videos'}
-    if bad: raise ValueError(f'unknown parts {sorted(bad)}; choose from stills, videos')
+    bad = set(parts) - {'stills', 'test_stills', 'videos', *VIDEO_HALVES}
+    if bad: raise ValueError(f'unknown parts {sorted(bad)}; choose from stills, test_stills, videos, hard_videos, easy_videos')
     paths = SyntheticPaths(root, root / 'wflw', root / 'wflw_v')
     if 'stills' in parts: _ensure_part(paths.wflw, config.stills, generate_stills, workers, progress, wait_s)
+    elif 'test_stills' in parts and not (paths.wflw / MARKER).is_file():   # the full set, when there, holds the same test split
+        paths.wflw = root / 'wflw_test'
+        _ensure_part(paths.wflw, replace(config.stills, n_train=0), generate_stills, workers, progress, wait_s)
     if 'videos' in parts: _ensure_part(paths.wflw_v, config.videos, generate_videos, workers, progress, wait_s)
+    else:
+        halves = [h for p, h in VIDEO_HALVES.items() if p in parts]
+        if len(halves) == 2: raise ValueError("parts: ask for 'videos' rather than both halves")
+        if halves and not (paths.wflw_v / MARKER).is_file():         # the full set, when there, holds the same clips
+            paths.wflw_v = root / f'wflw_v_{halves[0]}'
+            _ensure_part(paths.wflw_v, one_half(config.videos, halves[0]), generate_videos, workers, progress, wait_s)
     return paths
 
 # %% ../nbs/06_synth.ipynb #d5dfd13e

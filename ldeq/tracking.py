@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence, Union
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from .progress import tqdm_bar
 
 from .preprocess import bbox_to_affine, crop_image, normalize_image, crop_norm_to_frame
 from .model import LDEQ
@@ -442,7 +442,7 @@ def track(model: nn.Module, sources: Iterable[VideoSource], method='frame-by-fra
         raise ValueError(f'batch_size must be an int >= 1, got {batch_size!r}')
     pred = _Predictor(model, method, tracking)
     srcs, slots = enumerate(sources), []
-    bar = tqdm(total=total, desc=f'track {method_label(method)}', unit='frame', disable=not progress)
+    bar = tqdm_bar(total=total, desc=f'track {method_label(method)}', unit='frame', disable=not progress)
     try:
         while True:
             t0 = time.perf_counter()
