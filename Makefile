@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs clean
+.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs rwr-diagnostics clean
 
 env: $(VENV)/.installed
 
@@ -49,6 +49,16 @@ docs: env
 	$(PM) nbs/figures.ipynb out/docs/figures.ipynb -p out_dir out/docs/figures -p video_table out/docs/tables/table3_all_methods.csv
 	cp out/docs/tables/*.md out/docs/figures/*.md docs/results/
 	for f in out/docs/figures/*.png; do cp $$f docs/img/synthetic_$$(basename $$f); done
+
+# RwR diagnostics (issue 14) on the default hard clips: LDEQs trained 186 steps (data_scripts/diagnostics/), 6 epochs (the
+# first demo, in the selection ensemble) and 30 epochs (the shipped demo),
+# T changed at test time, fixed-point iteration as the converged solver; figures to docs/img/rwr_*.png (~10 min on 2 cores).
+DIAG_OUT := out/docs/rwr_diagnostics
+rwr-diagnostics: env
+	$(BIN)/python benchmarks/rwr_diagnostics.py --models 186steps=data_scripts/diagnostics/ldeq_186steps.pt 6ep=data_scripts/ensemble/v1_ldeq.pt \
+		30ep=ldeq/assets/demo_ldeq.pt --clips 12 --start 40 --frames 24 --power-iters 10 --fpi --out $(DIAG_OUT)
+	cp $(DIAG_OUT)/diagnostics.png docs/img/rwr_diagnostics.png; cp $(DIAG_OUT)/clips.png docs/img/rwr_diagnostics_clips.png
+	cp $(DIAG_OUT)/summary.md docs/results/rwr_diagnostics.md
 
 slow: env
 	$(BIN)/nbdev_test --n_workers 1 --flags slow

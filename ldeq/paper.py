@@ -360,7 +360,7 @@ def table3_changes(per_video: pd.DataFrame, subset: str = 'hard', n_boot: int = 
     t.index = pd.MultiIndex.from_tuples(t.index, names=['Model', 'Method'])
     return t
 
-# %% ../nbs/13_paper.ipynb #05469a9a
+# %% ../nbs/13_paper.ipynb #6730938f
 def rwr_vs_ema_curves(long: pd.DataFrame, subset: str, method: str, model: str = 'LDEQ') -> pd.DataFrame:
     "Per model: its EMA curve's NME (interpolated) at the NMF of `model` + `method`, and RwR's margin below it (NME points)."
     d = long[long['subset'] == subset]
@@ -455,7 +455,7 @@ def plot_fig5(long: pd.DataFrame, subset: str, ax=None, ema_label: str = 'EMA'):
         base = m[m['method'] == 'frame-by-frame'].iloc[0]
         ema = m[m['method'].str.startswith('ema')].copy()
         ema['w'] = ema['method'].str.split(':').str[1].astype(float)
-        ema = ema.sort_values('w', ascending=False)
+        ema = ema.sort_values('w')                                   # the curve leaves the frame-by-frame point as w grows
         c = 'C0' if model == 'LDEQ' else f'C{k + 1}'
         ax.plot([base['nmf']] + list(ema['nmf']), [base['nme']] + list(ema['nme']), '.:', color=c, alpha=0.6)
         ax.plot(base['nmf'], base['nme'], 'o', color=c, label=f'{model}')

@@ -80,7 +80,7 @@ def test_demo_model_reproduces_recorded_metrics(kind):
     rec = _record()[kind]
     torch.set_num_threads(2)
     model = load_model(ASSETS / rec['file'])
-    src = open_stills(ensure_synthetic(parts=['stills'], progress=False).wflw, 'test', size=model_input_size(model))
+    src = open_stills(ensure_synthetic(parts=['test_stills'], progress=False).wflw, 'test', size=model_input_size(model))
     assert len(src) == rec['test']['images']
     m = evaluate(model, src, batch_size=rec['test']['eval_batch'])
     assert abs(m['nme'] / rec['test']['nme'] - 1) <= 0.01, (m, rec['test'])

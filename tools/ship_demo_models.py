@@ -40,7 +40,7 @@ EVAL_BATCH = 32
 
 def test_source(image_size: int):
     "The whole synthetic test split as crops of side `image_size` (generated on first use)."
-    return open_stills(ensure_synthetic(parts=['stills']).wflw, 'test', size=image_size)
+    return open_stills(ensure_synthetic(parts=['test_stills']).wflw, 'test', size=image_size)
 
 
 def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
