@@ -56,7 +56,7 @@ docs: env
 DIAG_OUT := out/docs/rwr_diagnostics
 rwr-diagnostics: env
 	$(BIN)/python benchmarks/rwr_diagnostics.py --models 186steps=data_scripts/diagnostics/ldeq_186steps.pt 6ep=data_scripts/ensemble/v1_ldeq.pt \
-		30ep=ldeq/assets/demo_ldeq.pt --clips 12 --start 40 --frames 24 --power-iters 10 --fpi --out $(DIAG_OUT)
+		30ep=ldeq/assets/demo_ldeq.pt --clips 8 --start 44 --frames 16 --power-iters 10 --fpi --out $(DIAG_OUT)
 	cp $(DIAG_OUT)/diagnostics.png docs/img/rwr_diagnostics.png; cp $(DIAG_OUT)/clips.png docs/img/rwr_diagnostics_clips.png
 	cp $(DIAG_OUT)/summary.md docs/results/rwr_diagnostics.md
 
