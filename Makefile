@@ -55,7 +55,7 @@ docs: env
 # T changed at test time, fixed-point iteration as the converged solver; figures to docs/img/rwr_*.png (~10 min on 2 cores).
 DIAG_OUT := out/docs/rwr_diagnostics
 rwr-diagnostics: env
-	$(BIN)/python benchmarks/rwr_diagnostics.py --models 186steps=data_scripts/diagnostics/ldeq_186steps.pt 6ep=data_scripts/ensemble/v1_ldeq.pt \
+	$(BIN)/python benchmarks/rwr_diagnostics.py --models 186steps=data_scripts/diagnostics/ldeq_186steps.pt 6ep=ldeq/assets/ensemble/v1_ldeq.pt \
 		30ep=ldeq/assets/demo_ldeq.pt --clips 8 --start 44 --frames 16 --power-iters 10 --fpi --out $(DIAG_OUT)
 	cp $(DIAG_OUT)/diagnostics.png docs/img/rwr_diagnostics.png; cp $(DIAG_OUT)/clips.png docs/img/rwr_diagnostics_clips.png
 	cp $(DIAG_OUT)/summary.md docs/results/rwr_diagnostics.md
@@ -80,7 +80,7 @@ track-speed: env
 gpu-check: env
 	$(BIN)/python benchmarks/gpu_check.py --out out/gpu_check
 
-# The three demo models under one protocol (DEMO_PROTOCOL in nbs/11_train), one after the other, each resumed from its
+# The three demo models under one protocol (DEMO_PROTOCOL in nbs/05_training/01_train), one after the other, each resumed from its
 # runs/<recipe>/last.pt when there is one; then shipped into ldeq/assets (the final epoch, not the best validation one).
 # Hours on 2 cores: run it in the background, `nohup make demo-models > runs/demo_models.log 2>&1 &`.
 DEMO_RECIPES ?= demo_ldeq demo_shg demo_unet

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 
-from ldeq.data import check_dataset
+from ldeq.data.formats import check_dataset
 
 
 def main(argv=None) -> int:

@@ -4,13 +4,13 @@ WFLW-V layout (<out>/wflw_v). Deterministic from --seed; a part that already exi
 
 Videos come one of two ways:
 - --pool N (the default, N = 200; the paper's way, WFLW-V sec. 5.2): a pool of N clips of every difficulty
-  (`ldeq.synth.pool_clip_spec`), scored by the variance of an ensemble's predictions (`ldeq.selection`, default
-  ensemble data_scripts/ensemble/), of which the --keep clips it disagrees on most become hard and the --keep it
+  (`ldeq.faces.synth.pool_clip_spec`), scored by the variance of an ensemble's predictions (`ldeq.video.selection`, default
+  ensemble ldeq/assets/ensemble/), of which the --keep clips it disagrees on most become hard and the --keep it
   disagrees on least easy (default 25 each, an eighth of the pool; --keep 0: a quarter, the paper's cut). The selection is written to <out>/wflw_v_selection.json (or
   --selection PATH); an existing selection file made with the same settings is reused, and so is the selection
   recorded in the package (ldeq/assets/wflwv_selection_seed0.json) when the settings are its own (seed 0, the default
   pool and ensemble): then only the kept clips are rendered, and the result is the package's default set;
-- --pool 0: the generator's hard and easy clips (`ldeq.synth.sample_clip`), --n-hard and --n-easy of them.
+- --pool 0: the generator's hard and easy clips (`ldeq.faces.synth.sample_clip`), --n-hard and --n-easy of them.
 
 A fresh held-out set in one command:  python data_scripts/make_synthetic.py --seed 1 --pool 200 --out /tmp/heldout"""
 import argparse
@@ -18,17 +18,18 @@ import sys
 import time
 from pathlib import Path
 
-from ldeq import synth
-from ldeq.selection import SelectionConfig
-from ldeq.synth import PoolConfig, StillsConfig, SyntheticConfig, VideosConfig, default_synthetic_root, ensure_synthetic
+from ldeq.core.assets import selection_record
+from ldeq.faces import synth
+from ldeq.video.selection import SelectionConfig
+from ldeq.faces.synth import PoolConfig, StillsConfig, SyntheticConfig, VideosConfig, default_synthetic_root, ensure_synthetic
 
 
 def selected_videos(a, out: Path):
     "The SelectedVideosConfig of --pool: from the selection file if it matches, else scored now and written there."
-    from ldeq.selection import Selection, SelectionConfig, make_selection
+    from ldeq.video.selection import Selection, SelectionConfig, make_selection
     cfg = SelectionConfig(PoolConfig(a.pool, a.frames, a.video_size, a.fps, a.seed), a.keep, a.score_every, not a.no_flip)
     path = Path(a.selection) if a.selection else out / 'wflw_v_selection.json'
-    recorded = Path(synth.__file__).parent / 'assets' / synth.RECORDED_SELECTION
+    recorded = selection_record()
     if not path.is_file() and a.ensemble is None and Selection.load(recorded).config == cfg:
         print(f'selection: the one recorded in {recorded} (same seed, pool and ensemble)')
         return Selection.load(recorded).videos_config
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     p.add_argument('--keep', type=int, default=SelectionConfig().keep, help=f'clips kept per half from the pool (default {SelectionConfig().keep}, an eighth of the default pool; 0: a quarter, the paper\'s cut)')
     p.add_argument('--score-every', type=int, default=4, help='score every k-th frame of a pool clip (default 4)')
     p.add_argument('--no-flip', action='store_true', help='no test-time flip in the ensemble')
-    p.add_argument('--ensemble', nargs='+', help='ensemble checkpoints (default data_scripts/ensemble/v1_*.pt)')
+    p.add_argument('--ensemble', nargs='+', help='ensemble checkpoints (default ldeq/assets/ensemble/v1_*.pt)')
     p.add_argument('--selection', help='selection file (default <out>/wflw_v_selection.json)')
     p.add_argument('--frames', type=int, help=f'frames per clip (default {vi.n_frames}; with --pool {PoolConfig().n_frames})')
     p.add_argument('--video-size', type=int, default=vi.image_size, help=f'side of the video frames in px (default {vi.image_size})')

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ldeq.data import prepare_precropped
+from ldeq.data.formats import prepare_precropped
 
 
 def main(argv=None) -> int:

@@ -36,7 +36,7 @@ def test_tiny_pipeline(tmp_path):
         rep = json.loads(r.stdout[:r.stdout.rindex('}') + 1])
         assert rep['layout'] == layout and grid.stat().st_size > 1000
     assert rep['hard']['frames_total'] == 4 and rep['easy']['n_videos'] == 1
-    from ldeq.data import CroppedStills, WFLWStills
+    from ldeq.data.formats import CroppedStills, WFLWStills
     a, b = WFLWStills(tmp_path / 'syn' / 'wflw', 'test', size=64), CroppedStills(tmp_path / 'pre', 'test', size=64)
     assert np.allclose(a[1][1], b[1][1], atol=1e-7)
 
@@ -55,8 +55,8 @@ def test_pool_selection(tmp_path):
             '--video-size', 96, '--workers', 2, '--no-progress')          # 2: the scorer's spawned render workers
     r = run('make_synthetic.py', *args)
     assert r.returncode == 0, r.stderr
-    from ldeq.data import read_video_ids
-    from ldeq.selection import Selection
+    from ldeq.data.formats import read_video_ids
+    from ldeq.video.selection import Selection
     sel = Selection.load(tmp_path / 'syn' / 'wflw_v_selection.json')
     assert sel.config.pool.seed == 5 and len(sel.scores) == 8 and sel.ensemble == ['v1_ldeq.pt', 'v1_shg.pt', 'v1_unet.pt']
     score = {s['index']: s['score'] for s in sel.scores}
@@ -73,7 +73,7 @@ def test_default_pool_uses_the_recorded_selection(tmp_path):
     "With seed 0 and the default pool and ensemble, make_synthetic takes the package's recorded selection (no scoring)."
     import argparse
     import importlib.util
-    from ldeq.synth import recorded_selection
+    from ldeq.faces.synth import recorded_selection
     spec = importlib.util.spec_from_file_location('make_synthetic', SCRIPTS / 'make_synthetic.py')
     ms = importlib.util.module_from_spec(spec); spec.loader.exec_module(ms)
     a = argparse.Namespace(pool=200, frames=100, video_size=256, fps=25.0, seed=0, keep=25, score_every=4, no_flip=False,

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import ldeq
-from ldeq.baselines import n_parameters
-from ldeq.checkpoint import load_model
-from ldeq.checkpoint import CheckpointError, load_checkpoint, safe_torch_load
+from ldeq.core.assets import assets_dir
+from ldeq.models.baselines import n_parameters
+from ldeq.models.checkpoint import load_model
+from ldeq.models.checkpoint import CheckpointError, load_checkpoint, safe_torch_load
 
-ASSETS = Path(ldeq.__file__).parent / 'assets'
+ASSETS = assets_dir()
 RECORD = ASSETS / 'demo_models.json'
 KINDS = ('ldeq', 'stacked_hourglass', 'unet')
 
@@ -42,7 +42,7 @@ def test_record_lists_every_model_with_comparable_size():
 
 def test_demo_models_were_trained_alike():
     "One protocol: the shipped runs agree on every shared TrainConfig field, finished it, and match DEMO_PROTOCOL."
-    from ldeq.train import DEMO_PROTOCOL, RECIPES, RESUMABLE_CHANGES
+    from ldeq.training.train import DEMO_PROTOCOL, RECIPES, RESUMABLE_CHANGES
     rec = _record()
     cfgs = {k: rec[k]['train_config'] for k in KINDS}
     shared = sorted(set(cfgs['ldeq']) - OWN_SETTINGS - set(RESUMABLE_CHANGES))   # those may change on --resume
@@ -73,10 +73,10 @@ def test_demo_checkpoint_loads_strictly(kind, tmp_path):
 
 @pytest.mark.parametrize('kind', KINDS)
 def test_demo_model_reproduces_recorded_metrics(kind):
-    from ldeq.data import open_stills
-    from ldeq.synth import ensure_synthetic
-    from ldeq.train import evaluate
-    from ldeq.tracking import model_input_size
+    from ldeq.data.formats import open_stills
+    from ldeq.faces.synth import ensure_synthetic
+    from ldeq.training.train import evaluate
+    from ldeq.video.tracking import model_input_size
     rec = _record()[kind]
     torch.set_num_threads(2)
     model = load_model(ASSETS / rec['file'])

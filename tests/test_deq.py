@@ -1,4 +1,4 @@
-"""Tests of ldeq.deq beyond the notebook's examples."""
+"""Tests of ldeq.engine.deq beyond the notebook's examples."""
 from dataclasses import replace
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from ldeq.checkpoint import config_from_official_args, official_to_evals
-from ldeq.deq import DEQ, DEQConfig
-from ldeq.solvers import METHODS, OFFICIAL_PRELOOP, SolverConfig
+from ldeq.models.checkpoint import config_from_official_args, official_to_evals
+from ldeq.engine.deq import DEQ, DEQConfig
+from ldeq.engine.solvers import METHODS, OFFICIAL_PRELOOP, SolverConfig
 
 f64 = torch.float64
 

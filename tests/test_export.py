@@ -1,6 +1,6 @@
 """`ldeq-export` on the shipped demo LDEQ, as a user runs it: onnxruntime reproduces PyTorch within 1e-4 (issue 16).
 
-The notebook nbs/15_export.ipynb tests the graphs on a random `tiny` LDEQ; only the trained demo model is the
+The notebook nbs/06_video/09_export.ipynb tests the graphs on a random `tiny` LDEQ; only the trained demo model is the
 acceptance case (a random model is not a contraction, so rounding grows along its unrolled iterations).
 """
 import os
@@ -29,10 +29,10 @@ def test_ldeq_export_cli_parity(tmp_path):
 def test_onnx_parity_on_real_crops(tmp_path):
     "Both graphs on crops of a rendered face, batch 2, against the PyTorch modules they were exported from."
     import onnxruntime as ort
-    from ldeq.checkpoint import load_model
-    from ldeq.export import FirstFrame, RwRStep, export_onnx
-    from ldeq.preprocess import bbox_to_affine, crop_image, normalize_image
-    from ldeq.scene import Scene, render_scene
+    from ldeq.models.checkpoint import load_model
+    from ldeq.video.export import FirstFrame, RwRStep, export_onnx
+    from ldeq.core.preprocess import bbox_to_affine, crop_image, normalize_image
+    from ldeq.faces.scene import Scene, render_scene
     model = load_model(DEMO)
     step, first = export_onnx(model, tmp_path / 'demo.onnx')
     crops = []
@@ -51,6 +51,6 @@ def test_onnx_parity_on_real_crops(tmp_path):
 
 
 def test_onnx_tracker_imports_no_torch():
-    code = 'import sys, ldeq.onnx_track, ldeq.detect, ldeq.video, ldeq.preprocess, ldeq.threads; assert "torch" not in sys.modules'
+    code = 'import sys, ldeq.video.onnx_track, ldeq.video.detect, ldeq.data.videoio, ldeq.core.preprocess, ldeq.core.threads; assert "torch" not in sys.modules'
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr

@@ -1,6 +1,6 @@
-"""Property-based fuzzing of the annotation parsers of `ldeq.data` (issue 8, robustness suite).
+"""Property-based fuzzing of the annotation parsers of `ldeq.data.formats` (issue 8, robustness suite).
 
-Formats (see the data notebook, nbs/07_data.ipynb):
+Formats (see the data notebook, nbs/03_data/01_formats.ipynb):
 - official WFLW: 196 landmark coordinates, 4 box values, 6 attribute flags (0/1), a relative image path (207 fields);
 - pre-cropped WFLW: a relative image path, then 196 landmark values;
 - WFLW-V: `landmarks/<id>.npy` (T, 98, 2) and `bboxes/<id>.npy` (T, >= 4), real numbers, finite, T >= 1.
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
-from ldeq.data import (CroppedRecord, DataFormatError, WFLWRecord, format_wflw_record, load_clip, parse_precropped_line,
+from ldeq.data.formats import (CroppedRecord, DataFormatError, WFLWRecord, format_wflw_record, load_clip, parse_precropped_line,
                        parse_wflw_line, read_precropped_list, read_video_ids, read_wflw_annotations,
                        write_precropped_list, write_wflw_annotations)
 
@@ -445,10 +445,10 @@ def test_read_video_ids(tmp_path, ids, extra, data):
 @given(raw=st.binary(max_size=200))
 @example(raw=b'clip1\nclip\xe92\n').via('latin-1 ID')
 def test_video_id_lists_random_bytes(tmp_path, raw):
-    """Random bytes as an ID list: `ldeq.data.read_video_ids` gives unique whitespace-free IDs or a DataFormatError
-    naming file and line; `ldeq.data.wflwv_items` a ValueError naming the file (never a bare UnicodeDecodeError) or
+    """Random bytes as an ID list: `ldeq.data.formats.read_video_ids` gives unique whitespace-free IDs or a DataFormatError
+    naming file and line; `ldeq.data.formats.wflwv_items` a ValueError naming the file (never a bare UnicodeDecodeError) or
     FileNotFoundError for a listed video that does not exist."""
-    from ldeq.data import wflwv_items
+    from ldeq.data.formats import wflwv_items
     root = tmp_path / 'r'
     root.mkdir(exist_ok=True)
     p = root / 'hard_video_IDs.txt'

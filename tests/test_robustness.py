@@ -22,14 +22,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ldeq import track_cli as CLI, tracking as T, video as V, video_eval as VE
-from ldeq.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, load_model, load_official, load_state_dict_strict,
+from ldeq.video import track_cli as CLI, tracking as T, evaluate as VE
+from ldeq.data import videoio as V
+from ldeq.models.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint, load_model, load_official, load_state_dict_strict,
                              safe_torch_load, save_checkpoint, save_official)
-from ldeq.data import (WFLW_IMAGES, CroppedRecord, CroppedStills, DataFormatError, LandmarkDataset, WFLWRecord, WFLWStills,
+from ldeq.data.formats import (WFLW_IMAGES, CroppedRecord, CroppedStills, DataFormatError, LandmarkDataset, WFLWRecord, WFLWStills,
                        iter_video_frames, load_clip, open_stills, wflw_annotation_file, write_precropped_list,
                        write_wflw_annotations)
-from ldeq.model import LDEQ, LDEQConfig
-from ldeq.solvers import METHODS, SolverConfig, solve, solve_fz
+from ldeq.models.model import LDEQ, LDEQConfig
+from ldeq.engine.solvers import METHODS, SolverConfig, solve, solve_fz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -270,7 +271,7 @@ def test_landmark_file_length_differs_from_video(tmp_path, tiny, T_lm):
 # ==================================================================== non-face images through the model
 
 def normalised(img: np.ndarray) -> torch.Tensor:
-    from ldeq.preprocess import normalize_image
+    from ldeq.core.preprocess import normalize_image
     return normalize_image(np.ascontiguousarray(img))[0]
 
 
@@ -475,7 +476,7 @@ def test_ldeq_with_nan_weights_is_flagged_not_crashed(tiny, tmp_path, capsys):
     finite (extra_step=False returns it: z0); training steps do not crash; tracking and the CLI stop with a clear error.
     With the extra step the landmarks are NaN: no finite answer is meaningful, and the flag says so."""
     import copy
-    from ldeq.train import train_step
+    from ldeq.training.train import train_step
     bad = copy.deepcopy(tiny)
     with torch.no_grad(): bad.cell.hourglass.same2.conv.weight[0, 0, 1, 1] = float('nan')
     _, x = non_face_batch()
@@ -615,15 +616,15 @@ def run_args(data: Path, out: Path) -> list[str]:
 
 
 def ldeq_train(log: Path, *args) -> subprocess.Popen:
-    "`python -m ldeq.train ARGS` in a subprocess, output to `log`."
+    "`python -m ldeq.training.train ARGS` in a subprocess, output to `log`."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
     with open(log, 'w') as fh:
-        return subprocess.Popen([sys.executable, '-m', 'ldeq.train', *args], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, '-m', 'ldeq.training.train', *args], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
 def loads_everything(out: Path):
     "Every file a loader would pick up loads; anything else is a dot-named temporary file."
-    from ldeq.train import read_log_csv
+    from ldeq.training.train import read_log_csv
     for f in out.iterdir():
         if f.name.startswith('.'):
             assert f.name.endswith(('.tmp', '.tmp.png')), f'unexpected leftover {f.name}'
@@ -635,7 +636,7 @@ def loads_everything(out: Path):
 
 @pytest.mark.slow
 def test_sigkill_during_training_then_resume_equals_uninterrupted(tmp_path):
-    """`python -m ldeq.train` on a real pre-cropped dataset (with the real augmentation), checkpointing every step, is
+    """`python -m ldeq.training.train` on a real pre-cropped dataset (with the real augmentation), checkpointing every step, is
     killed with SIGKILL, preferably while a checkpoint is being written; at every moment observed, last.pt loads; after
     the kill no file a loader would read is half-written; `--resume` then ends with the weights (<= 1e-6) and the log
     of an uninterrupted run. (tests/test_train.py kills an in-memory-data child; this one goes through the CLI.)"""
@@ -676,7 +677,7 @@ def test_sigkill_during_training_then_resume_equals_uninterrupted(tmp_path):
 
 def test_resume_with_another_preset_names_the_mismatch(tmp_path, capsys):
     "Resuming a tiny run as a small one is refused, naming the differing model fields (nothing is overwritten)."
-    from ldeq.train import main
+    from ldeq.training.train import main
     data = make_precropped(tmp_path / 'data', n_train=2, n_test=1)
     out = tmp_path / 'run'
     args = run_args(data, out)

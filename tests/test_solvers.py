@@ -1,11 +1,11 @@
-"""Property tests of ldeq.solvers beyond the notebook's examples."""
+"""Property tests of ldeq.engine.solvers beyond the notebook's examples."""
 import math
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from ldeq.solvers import METHODS, SolverConfig, _sym_matrix, anderson, solve, solve_fz
+from ldeq.engine.solvers import METHODS, SolverConfig, _sym_matrix, anderson, solve, solve_fz
 
 f64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Trainer tests (ldeq.train): exact resumption, crash-safe checkpoints, killed runs, DDP equivalence.
+"""Trainer tests (ldeq.training.train): exact resumption, crash-safe checkpoints, killed runs, DDP equivalence.
 
 The runs use an in-memory toy source (random crops, seeded jitter augmentation) passed to `train(cfg, sources,
 augment_fn)`, so they test the trainer alone, independently of the data module.
@@ -24,8 +24,8 @@ def _keep_threads():
     yield
     torch.set_num_threads(n)
 
-from ldeq.checkpoint import load_checkpoint
-from ldeq.train import TrainConfig, train, main, parse_args
+from ldeq.models.checkpoint import load_checkpoint
+from ldeq.training.train import TrainConfig, train, main, parse_args
 
 
 class ToySource:
@@ -124,7 +124,7 @@ CHILD = textwrap.dedent('''
     import sys, json, torch
     sys.path.insert(0, {tests!r})
     from test_train import sources, jitter
-    from ldeq.train import TrainConfig, train
+    from ldeq.training.train import TrainConfig, train
     cfg = TrainConfig(**json.loads(sys.argv[1]))
     train(cfg, sources(64), jitter)
 ''')
@@ -208,7 +208,7 @@ def test_ddp_two_gloo_processes_equal_one(tmp_path, model, max_steps):
 @pytest.fixture(scope='module')
 def tiny_synthetic(tmp_path_factory):
     "A tiny synthetic stills set (8 train, 4 test, 96² images) in the synthetic-benchmark layout."
-    from ldeq.synth import ensure_synthetic, SyntheticConfig, StillsConfig
+    from ldeq.faces.synth import ensure_synthetic, SyntheticConfig, StillsConfig
     root = tmp_path_factory.mktemp('synth')
     ensure_synthetic(root, SyntheticConfig(stills=StillsConfig(n_train=8, n_test=4, image_size=96)), parts=('stills',),
                      workers=1, progress=False)
@@ -218,7 +218,7 @@ def tiny_synthetic(tmp_path_factory):
 def test_train_on_each_dataset_kind(tmp_path, tiny_synthetic):
     "The synthetic set (with augmentation), the same images as official WFLW, and a pre-cropped copy, via the CLI."
     import cv2
-    from ldeq.data import CroppedRecord, write_precropped_list, open_stills
+    from ldeq.data.formats import CroppedRecord, write_precropped_list, open_stills
     common = ['--model', 'unet', '--preset', 'tiny', '--epochs', '1', '--batch-size', '4', '--no-progress']
     assert main(common + ['--dataset', 'synthetic', '--data-root', str(tiny_synthetic), '--out-dir', str(tmp_path / 's')]) == 0
     ts = load_checkpoint(tmp_path / 's' / 'last.pt').train_state

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-import ldeq
-from ldeq.baselines import n_parameters
-from ldeq.checkpoint import load_checkpoint, save_checkpoint, kind_of
-from ldeq.data import open_stills
-from ldeq.synth import ensure_synthetic
-from ldeq.train import evaluate, read_log_csv
-from ldeq.tracking import model_input_size
+from ldeq.core.assets import assets_dir
+from ldeq.models.baselines import n_parameters
+from ldeq.models.checkpoint import load_checkpoint, save_checkpoint, kind_of
+from ldeq.data.formats import open_stills
+from ldeq.faces.synth import ensure_synthetic
+from ldeq.training.train import evaluate, read_log_csv
+from ldeq.video.tracking import model_input_size
 
 DEMOS = {'ldeq': 'demo_ldeq', 'stacked_hourglass': 'demo_shg', 'unet': 'demo_unet'}
 EVAL_BATCH = 32
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument('--which', default='last', choices=['best', 'last'])
     ap.add_argument('--only', nargs='*', choices=list(DEMOS), help='ship only these kinds (others keep their record)')
     ap.add_argument('--note', help='how the runs were trained, when it is not visible in their records (kept in the record)')
-    ap.add_argument('--assets', default=str(Path(ldeq.__file__).parent / 'assets'),
+    ap.add_argument('--assets', default=str(assets_dir()),
                     help='where the models and demo_models.json go (default: the package assets)')
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         rec['models'][kind] = ship(kind, Path(a.runs), a.which, assets)
         print(json.dumps(rec['models'][kind]['test']), flush=True)
     rec['machine'] = dict(platform=platform.platform(), torch=torch.__version__, threads=2)
-    rec['dataset'] = 'synthetic-v1 stills (5000 train / 1000 test), ldeq.synth defaults'
+    rec['dataset'] = 'synthetic-v1 stills (5000 train / 1000 test), ldeq.faces.synth defaults'
     if a.note: rec['training_note'] = a.note
     rec['all_command'] = 'make demo-models   # the three recipes one after the other, then this tool with --which last'
     rec_path.write_text(json.dumps(rec, indent=1) + '\n')

@@ -1,0 +1,1 @@
+"""Layer 4, the synthetic world: a parametric head, its rendering, scenes and the synthetic benchmark."""

@@ -1,0 +1,1 @@
+"""Layer 2, the models: LDEQ, the baselines, the one model registry and checkpoint loader, training memory."""

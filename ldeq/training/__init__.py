@@ -1,0 +1,1 @@
+"""Layer 5, training: augmentation and the trainer (`ldeq-train`)."""
