@@ -55,7 +55,7 @@ docs: env
 # T changed at test time, fixed-point iteration as the converged solver; figures to docs/img/rwr_*.png (~10 min on 2 cores).
 DIAG_OUT := out/docs/rwr_diagnostics
 rwr-diagnostics: env
-	$(BIN)/python benchmarks/rwr_diagnostics.py --models 186steps=data_scripts/diagnostics/ldeq_186steps.pt 6ep=ldeq/assets/ensemble/v1_ldeq.pt \
+	$(BIN)/python -m benchmarks.rwr_diagnostics --models 186steps=data_scripts/diagnostics/ldeq_186steps.pt 6ep=ldeq/assets/ensemble/v1_ldeq.pt \
 		30ep=ldeq/assets/demo_ldeq.pt --clips 8 --start 44 --frames 16 --power-iters 10 --fpi --out $(DIAG_OUT)
 	cp $(DIAG_OUT)/diagnostics.png docs/img/rwr_diagnostics.png; cp $(DIAG_OUT)/clips.png docs/img/rwr_diagnostics_clips.png
 	cp $(DIAG_OUT)/summary.md docs/results/rwr_diagnostics.md
@@ -65,20 +65,20 @@ slow: env
 	$(BIN)/python -m pytest -q tests --runslow
 
 bench: env
-	$(BIN)/python benchmarks/run_all.py --out out/bench
+	$(BIN)/python -m benchmarks.run_all --out out/bench
 
 # Training images/s per speed lever and the input pipeline (also a section of `make bench`); `--parts steps,data,sbs`
 # adds the side-by-side accuracy runs (about 15 minutes on 2 cores).
 train-speed: env
-	$(BIN)/python benchmarks/train_speed.py --out out/bench/train_speed
+	$(BIN)/python -m benchmarks.train_speed --out out/bench/train_speed
 
 # Real-time tracking (issue 16): ~5 minutes on a quiet 2-core machine; results in out/bench/track_speed.
 track-speed: env
-	$(BIN)/python benchmarks/track_speed.py --out out/bench/track_speed
+	$(BIN)/python -m benchmarks.track_speed --out out/bench/track_speed
 
 # The GPU path in one command (<= 8 minutes on one GPU; README "On a GPU"): report.md and gpu_check.json in out/gpu_check.
 gpu-check: env
-	$(BIN)/python benchmarks/gpu_check.py --out out/gpu_check
+	$(BIN)/python -m benchmarks.gpu_check --out out/gpu_check
 
 # The three demo models under one protocol (DEMO_PROTOCOL in nbs/05_training/01_train), one after the other, each resumed from its
 # runs/<recipe>/last.pt when there is one; then shipped into ldeq/assets (the final epoch, not the best validation one).

@@ -2,7 +2,7 @@
 """RwR diagnostics (issue 14) across models, σ_T temperature and solver: why RwR does or does not cut flicker.
 
 For each configuration and each of the first `--clips` clips of a WFLW-V subset (`--subset`, default hard) (default: the synthetic one),
-`ldeq.rwr_diagnostics.clip_diagnostics` runs over `--frames` consecutive frames from `--start` (crops in the ground-truth
+`ldeq.video.diagnostics.clip_diagnostics` runs over `--frames` consecutive frames from `--start` (crops in the ground-truth
 boxes, as WFLW-V's are): per frame, the NME gap between warm- and cold-started converged solves (> 1% = more than one
 reachable fixed point), the residual after k = 1, 2, 3 warm steps, and the contraction ρ(∂f/∂z) at z*.
 
@@ -11,7 +11,7 @@ last of them also at each `--temperatures` (T changed at test time, not retraine
 the converged solver (`--fpi`). The clips run side by side, one batch per frame index. Writes per_frame.csv,
 summary.csv/.md, summary_by_clip.csv (the last model at its own settings, per clip), diagnostics.png (overall, a curve
 per configuration) and clips.png (per clip over time, a pool clip's ambiguity stretch shaded) under --out; the
-summaries and figures are ldeq.rwr_diagnostics' summarise_diagnostics, plot_diagnostics and plot_clip_diagnostics."""
+summaries and figures are ldeq.video.diagnostics' summarise_diagnostics, plot_diagnostics and plot_clip_diagnostics."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,7 @@ import torch
 
 def crops_of(clip, start: int, n: int, size: int) -> torch.Tensor:
     "Normalised crops (n, 3, S, S) of frames start..start+n-1 in the clip's ground-truth boxes."
-    from ldeq.preprocess import bbox_to_affine, crop_image, normalize_image
+    from ldeq.core.preprocess import bbox_to_affine, crop_image, normalize_image
     frames = list(clip.frames())[start:start + n]
     boxes = clip.bboxes[start:start + n]
     return normalize_image(np.stack([crop_image(f, bbox_to_affine(b, 1.2, size), size) for f, b in zip(frames, boxes)]))
@@ -35,14 +35,14 @@ def crops_of(clip, start: int, n: int, size: int) -> torch.Tensor:
 
 def set_temperature(model, T: float) -> None:
     "Change σ_T's temperature of every heatmap normalisation in the model (a test-time change)."
-    from ldeq.model import HeatmapNorm
+    from ldeq.models.model import HeatmapNorm
     for m in model.modules():
         if isinstance(m, HeatmapNorm): m.temperature = float(T)
 
 
 def run_config(name, model, crops: dict, method: str | None, power_iters: int, start: int = 0) -> list[dict]:
     "Per-frame rows (frame numbers of the clip) of one configuration over the clips, side by side, a batch per frame."
-    from ldeq import rwr_diagnostics as rd
+    from ldeq.video import diagnostics as rd
     if method:                                                # the converged solver's method (fpi / anderson)
         fwd = dataclasses.replace(model.cfg.deq.fwd, method=method)
         model.cfg.deq = dataclasses.replace(model.cfg.deq, fwd=fwd)
@@ -59,7 +59,7 @@ def run_config(name, model, crops: dict, method: str | None, power_iters: int, s
 def ambiguity_of(root: Path, clip_id: str):
     "The per-frame ambiguity envelope of a pool clip of a synthetic selected set, else None."
     import json
-    from ldeq.synth import MARKER, PoolConfig, pool_clip_spec
+    from ldeq.faces.synth import MARKER, PoolConfig, pool_clip_spec
     marker = root / MARKER
     if not (clip_id.startswith('pool_') and marker.is_file()): return None
     pool = json.loads(marker.read_text())['config'].get('pool')
@@ -71,7 +71,7 @@ def plot_clips(df: pd.DataFrame, config: str, root: Path, start: int, n: int, pa
     "One panel per clip of `config`: gap and ρ per frame over frames start..start+n-1, the ambiguity stretch shaded."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from ldeq.rwr_diagnostics import plot_clip_diagnostics
+    from ldeq.video.diagnostics import plot_clip_diagnostics
     d = df[df['config'] == config]
     clips = list(dict.fromkeys(d['clip']))
     cols = min(3, len(clips)); rows = -(-len(clips) // cols)
@@ -95,12 +95,12 @@ def main(argv=None) -> int:
     ap.add_argument('--out', default='out/bench/rwr_diagnostics'); ap.add_argument('--threads', type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from ldeq.checkpoint import load_model
-    from ldeq.data import load_clip, read_video_ids
-    from ldeq.tracking import model_input_size
+    from ldeq.models.checkpoint import load_model
+    from ldeq.data.formats import load_clip, read_video_ids
+    from ldeq.video.tracking import model_input_size
     if a.video_root: root = Path(a.video_root)
     else:
-        from ldeq.synth import ensure_synthetic
+        from ldeq.faces.synth import ensure_synthetic
         root = ensure_synthetic(parts=['videos']).wflw_v
     ids = read_video_ids(root, a.subset)[:a.clips]
     pairs = [m.split('=', 1) for m in a.models]
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         model = load_model(path)
         rows += run_config(f'{name} (T={model.cfg.temperature:g}, fpi)', model, crops[model_input_size(model)], 'fpi', a.power_iters, a.start)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    from ldeq.rwr_diagnostics import plot_diagnostics, summarise_diagnostics
+    from ldeq.video.diagnostics import plot_diagnostics, summarise_diagnostics
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     df = pd.DataFrame(rows); df.to_csv(out / 'per_frame.csv', index=False)

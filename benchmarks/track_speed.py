@@ -1,6 +1,7 @@
 """Real-time tracking on 2 cores (issue 16): frames/s end to end and per stage, quiet and beside one busy process.
 
-    python benchmarks/track_speed.py --out out/bench/track_speed [--frames 100] [--sizes 640x480,1280x720]
+    python -m benchmarks.track_speed --out out/bench/track_speed [--frames 100] [--sizes 640x480,1280x720]
+    (or python benchmarks/track_speed.py ...: the same)
 
 For each input size a synthetic clip is rendered once (the benchmark's own face renderer, written as mp4 with
 mp4v) and tracked with the shipped demo LDEQ + RwR (k = 2) through the whole pipeline: decode (OpenCV), the box
@@ -8,8 +9,8 @@ mp4v) and tracked with the shipped demo LDEQ + RwR (k = 2) through the whole pip
 solve, map the landmarks back to frame pixels, write them (.npy stream). Backends:
 
 - `torch, 2 threads`: torch's old default on this machine;
-- `torch, thread rule`: `ldeq.threads.set_threads(batch=1)`, i.e. 1 thread;
-- `onnxruntime, 1 thread`: the `ldeq-export` graphs through `ldeq.onnx_track.OnnxLDEQ`.
+- `torch, thread rule`: `ldeq.core.threads.set_threads(batch=1)`, i.e. 1 thread;
+- `onnxruntime, 1 thread`: the `ldeq-export` graphs through `ldeq.video.onnx_track.OnnxLDEQ`.
 
 Each is run on a quiet machine and with one competing busy process (a bounded pure-Python busy loop that this script
 starts and stops). Targets (issue 16): with a competitor >= 50% of the quiet frames/s; >= 60 frames/s quiet and
@@ -30,16 +31,18 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ldeq.detect import FaceDetector
-from ldeq.onnx_track import OnnxLDEQ
-from ldeq.preprocess import bbox_to_affine, crop_image, normalize_image, crop_norm_to_frame
-from ldeq.progress import tqdm_bar
-from ldeq.synth import sample_clip, render_clip
-from ldeq.threads import set_threads, idle_cores
-from ldeq.video import BoxTracking, NpyStreamWriter, box_from_landmarks, box_problem, read_frames
+from ldeq.core.assets import demo_checkpoints
+from ldeq.video.detect import FaceDetector
+from ldeq.video.onnx_track import OnnxLDEQ
+from ldeq.core.preprocess import bbox_to_affine, crop_image, normalize_image, crop_norm_to_frame
+from ldeq.core.progress import tqdm_bar
+from ldeq.faces.synth import sample_clip, render_clip
+from ldeq.core.threads import set_threads, idle_cores
+from ldeq.data.videoio import BoxTracking, NpyStreamWriter, read_frames
+from ldeq.video.boxes import BoxPolicy, bootstrap
 
 STAGES = ('decode', 'box', 'crop', 'solve', 'map_back', 'write')
-DEMO = Path(__file__).resolve().parents[1] / 'ldeq' / 'assets' / 'demo_ldeq.pt'
+DEMO = demo_checkpoints()['ldeq']
 
 
 def render_video(path: Path, size: tuple[int, int], n_frames: int, seed: int = 3) -> np.ndarray:
@@ -59,8 +62,8 @@ class TorchSolver:
     "The demo LDEQ through `LDEQ.forward`: first frames from zeros, then RwR steps from z*ₙ₋₁."
     def __init__(self, threads: int | None):
         import torch
-        from ldeq.checkpoint import load_model
-        from ldeq.tracking import RwR
+        from ldeq.models.checkpoint import load_model
+        from ldeq.video.methods import RwR
         self.torch, self.model = torch, load_model(DEMO)
         self.solver = RwR(k=2).solver
         self.threads = set_threads(threads, batch=1)
@@ -72,14 +75,14 @@ class TorchSolver:
 
     def solve(self, x, z_prev):
         with self.torch.no_grad():
-            out = self.model(x) if z_prev is None else self.model(x, z0=z_prev, solver=self.solver, extra_step=False)   # as ldeq.tracking's warm frames
+            out = self.model(x) if z_prev is None else self.model(x, z0=z_prev, solver=self.solver, extra_step=False)   # as ldeq.video.tracking's warm frames
         return out.landmarks[0].numpy(), out.z_star
 
 
 class OrtSolver:
     "The `ldeq-export` graphs on onnxruntime (1 thread)."
     def __init__(self, onnx_path: Path, threads: int = 1):
-        from ldeq.preprocess import normalize_array
+        from ldeq.core.preprocess import normalize_array
         self.m, self.threads, self.norm = OnnxLDEQ(onnx_path, threads), threads, normalize_array
         self.size = self.m.size
 
@@ -95,10 +98,18 @@ class OrtSolver:
 def run_pipeline(video: Path, solver, detector: FaceDetector, out_npy: Path, tracking=BoxTracking()) -> dict:
     "Track `video` end to end with per-stage wall times; returns seconds per stage, frames, detections."
     t = dict.fromkeys(STAGES, 0.0)
-    lm = z = box = None
+    policy, z = BoxPolicy(tracking, detector=detector, name=str(video)), None   # the trackers' box policy (appendix A)
     n = redetect = 0
     writer = NpyStreamWriter(out_npy)
     frames = read_frames(video)
+
+    def predict(box, z_prev):
+        "Crop, solve (from zeros when `z_prev` is None), map back; each stage timed."
+        t0 = time.perf_counter(); x, M = solver.crop(frame, box); t['crop'] += time.perf_counter() - t0
+        t0 = time.perf_counter(); lmc, z_new = solver.solve(x, z_prev); t['solve'] += time.perf_counter() - t0
+        t0 = time.perf_counter(); lm = crop_norm_to_frame(lmc, M, solver.size); t['map_back'] += time.perf_counter() - t0
+        return lm, z_new
+
     t_all = time.perf_counter()
     while True:
         t0 = time.perf_counter()
@@ -106,19 +117,12 @@ def run_pipeline(video: Path, solver, detector: FaceDetector, out_npy: Path, tra
         t['decode'] += time.perf_counter() - t0
         if frame is None: break
         t0 = time.perf_counter()
-        b = None if lm is None else box_from_landmarks(lm)
-        boot = b is None or box_problem(b, frame.shape, box, tracking) is not None
-        if boot:
-            box = detector(frame)
-            redetect += 1
-            if box is None: raise SystemExit(f'{video}: no face found on frame {n}')
-        else: box = b
+        box, boot = policy.propose(n, frame)         # a bootstrap detects again (the detector's time counts as 'box')
+        redetect += boot
         t['box'] += time.perf_counter() - t0
-        for it in range(1 + (tracking.bootstrap_iters if boot else 0)):
-            t0 = time.perf_counter(); x, M = solver.crop(frame, box); t['crop'] += time.perf_counter() - t0
-            t0 = time.perf_counter(); lmc, z = solver.solve(x, None if boot else z); t['solve'] += time.perf_counter() - t0
-            t0 = time.perf_counter(); lm = crop_norm_to_frame(lmc, M, solver.size); t['map_back'] += time.perf_counter() - t0
-            if boot and it < tracking.bootstrap_iters: box = box_from_landmarks(lm)
+        if boot: (lm, z), box = bootstrap(policy, lambda b: predict(b, None), frame, box)
+        else: lm, z = predict(box, z)
+        policy.update(lm, box)
         t0 = time.perf_counter(); writer.append(lm); t['write'] += time.perf_counter() - t0
         n += 1
     writer.close()
@@ -150,8 +154,8 @@ def main(argv=None) -> int:
         print(f'warning: only {idle:.1f} of {os.cpu_count()} cores idle; the quiet numbers will be low', file=sys.stderr)
     onnx_path = out / 'demo_ldeq.onnx'
     if 'onnx' in a.backends and not onnx_path.exists():
-        from ldeq.checkpoint import load_model
-        from ldeq.export import export_onnx
+        from ldeq.models.checkpoint import load_model
+        from ldeq.video.export import export_onnx
         export_onnx(load_model(DEMO), onnx_path)
     detector = FaceDetector()
     rows = []

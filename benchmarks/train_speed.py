@@ -2,7 +2,7 @@
 
 Three parts (`--parts`, default `steps,data`; `sbs` trains, so it is asked for explicitly):
 
-steps  images/s of one training step (`ldeq.train.train_step`: forward, eq. 4 loss, backward, clip-free AdamW step) on
+steps  images/s of one training step (`ldeq.training.train.train_step`: forward, eq. 4 loss, backward, clip-free AdamW step) on
        one real batch of the synthetic training stills (augmented as in training), batch 16, for every lever:
        LDEQ implicit (today's old `demo_ldeq`: forward cap 8), LDEQ JFB at forward caps 8 and 4, Stacked-Hourglass and
        UNet, each in fp32, bf16 autocast and channels_last. LDEQ is timed from two weight sets: the shipped demo
@@ -10,20 +10,22 @@ steps  images/s of one training step (`ldeq.train.train_step`: forward, eq. 4 lo
        epochs, where it runs to its cap). Median of `--repeats` steps after 2 warm-up steps. bf16 is timed only when
        this CPU computes it natively: a probe convolution in bf16 that is more than 3x slower than in fp32 (no
        AVX512-BF16 / AMX: oneDNN falls back to a reference kernel) is recorded with its ratio instead.
-data   The input pipeline alone: decode + crop, and decode + crop + augmentation (`ldeq.augment`), images/s over the
+data   The input pipeline alone: decode + crop, and decode + crop + augmentation (`ldeq.training.augment`), images/s over the
        first 256 training stills, and the share of a training step it would take at batch 16 without workers.
 sbs    Side by side: each adopted lever against the setting it replaces, with the same seed, the first 1,000 training
        stills, 3 epochs, 200 validation images (`ldeq-train` runs, one at a time, in `--sbs-dir`; a finished run is
        reused). Reports validation NME per epoch and the training images/s of each run.
 
-Usage: python benchmarks/train_speed.py [--out out/bench/train_speed] [--parts steps,data,sbs] [--quick]
-Writes train_speed.json and train_speed.md under --out.
+Usage: python -m benchmarks.train_speed [--out out/bench/train_speed] [--parts steps,data,sbs] [--quick]
+(python benchmarks/train_speed.py ... runs the same). Writes train_speed.json and train_speed.md under --out; run_all.py's
+`train` section (benchmarks/bench_train.py) runs the parts steps and data.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -32,20 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+if __name__ == '__main__' and not __package__:          # started as a file: run as `python -m benchmarks.train_speed`
+    import _launch; _launch.as_module(__file__)
+
 import numpy as np
 import torch
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path: sys.path.insert(0, str(BENCH_DIR))
+from ldeq.core.assets import demo_checkpoints
+from ldeq.models.checkpoint import build_model, load_model
+from ldeq.training.train import (SeededStills, TrainConfig, make_augment, read_log_csv, run_model_config, stills_root,
+                                 train_step)
 
-import ldeq
-from run_all import cpu_model, jsonable, md_table
-from ldeq.checkpoint import build_model, load_model
-from ldeq.train import (SeededStills, TrainConfig, make_augment, read_log_csv, run_model_config, stills_root,
-                        train_step)
+from .common import command_line, cpu_model, doc_parser, jsonable, md_table, median_time
 
-ASSETS = Path(ldeq.__file__).parent / 'assets'
-DEMO_FILES = {'ldeq': 'demo_ldeq.pt', 'stacked_hourglass': 'demo_shg.pt', 'unet': 'demo_unet.pt'}
 BF16_SLOW = 3.0        # a bf16 probe conv this many times slower than fp32 means: no native bf16 on this CPU
 
 
@@ -89,7 +90,7 @@ OLD = {'ldeq': Lever('ldeq', 'implicit', 8), 'stacked_hourglass': Lever('stacked
 def real_batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     "The first `n` synthetic training stills at 128², augmented as in training (epoch 0)."
     cfg = TrainConfig.recipe('demo_ldeq', progress=False)
-    from ldeq.data import open_stills
+    from ldeq.data.formats import open_stills
     ds = SeededStills(open_stills(stills_root(cfg), 'train', size=128), make_augment(cfg, 128), seed)
     items = [ds[(0, i)] for i in range(n)]
     return torch.stack([a for a, _, _ in items]), torch.stack([b for _, b, _ in items])
@@ -98,11 +99,7 @@ def real_batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def bf16_native(repeats: int = 5) -> tuple[bool, float]:
     "(native, ratio): whether a 3×3 conv at the small preset's width is at most BF16_SLOW× slower in bf16 than fp32."
     conv, x = torch.nn.Conv2d(64, 64, 3, padding=1), torch.randn(16, 64, 32, 32)
-    def t(fn):
-        fn(); ts = []
-        for _ in range(repeats):
-            a = time.perf_counter(); fn(); ts.append(time.perf_counter() - a)
-        return statistics.median(ts)
+    t = lambda fn: median_time(fn, repeats)[0]
     with torch.no_grad():
         f32 = t(lambda: conv(x))
         with torch.autocast('cpu', dtype=torch.bfloat16): b16 = t(lambda: conv(x))
@@ -111,7 +108,7 @@ def bf16_native(repeats: int = 5) -> tuple[bool, float]:
 
 def make_model(lever: Lever, trained: bool) -> torch.nn.Module:
     "The model of a lever: the shipped demo weights (trained) or a fresh seed-0 initialisation."
-    if trained: m = load_model(ASSETS / DEMO_FILES[lever.model])
+    if trained: m = load_model(demo_checkpoints()[lever.model])
     else:
         torch.manual_seed(0)
         m = build_model(lever.model, 'small')
@@ -176,7 +173,7 @@ def speedups(rows: list[dict]) -> list[dict]:
 def data_part(n: int) -> dict:
     "Images/s of decode + crop, and of decode + crop + augmentation, over the first `n` training stills."
     cfg = TrainConfig.recipe('demo_ldeq', progress=False)
-    from ldeq.data import open_stills
+    from ldeq.data.formats import open_stills
     src = open_stills(stills_root(cfg), 'train', size=128)
     out = {}
     for name, aug in (('decode+crop', None), ('decode+crop+augment', make_augment(cfg, 128))):
@@ -201,7 +198,7 @@ def sbs_part(sbs_dir: Path, progress: bool) -> dict:
         for name, extra in ((old_name, old_args), (new_name, [])):
             d = sbs_dir / name
             if not (d / 'log.csv').is_file() or len(read_log_csv(d / 'log.csv')) < 3:
-                cmd = [sys.executable, '-m', 'ldeq.train', '--recipe', recipe, *SBS_ARGS, *extra, '--out-dir', str(d)]
+                cmd = [sys.executable, '-m', 'ldeq.training.train', '--recipe', recipe, *SBS_ARGS, *extra, '--out-dir', str(d)]
                 if (d / 'last.pt').exists(): cmd.append('--resume')
                 if progress: print('  ' + ' '.join(cmd[2:]), file=sys.stderr, flush=True)
                 subprocess.run(cmd, check=True)
@@ -244,9 +241,8 @@ def report(res: dict) -> str:
 def run(parts: Sequence[str], out: Path, repeats: int = 5, quick: bool = False, sbs_dir: Path = Path('runs/sbs'),
         threads: int = 2, progress: bool = True) -> dict:
     "Run the chosen parts, write train_speed.json / train_speed.md under `out`, return the results."
-    import os, platform
     torch.set_num_threads(threads)
-    res = dict(command=' '.join([Path(sys.executable).name, *sys.argv]), started=time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+    res = dict(command=command_line(), started=time.strftime('%Y-%m-%d %H:%M:%S %Z'),
                cpu=cpu_model(), threads=threads, load=os.getloadavg()[0], platform=platform.platform())
     if 'steps' in parts: res['steps'] = steps_part(1 if quick else repeats, quick, progress)
     if 'data' in parts: res['data'] = data_part(16 if quick else 256)
@@ -258,8 +254,7 @@ def run(parts: Sequence[str], out: Path, repeats: int = 5, quick: bool = False, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__.split('\n\n', 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = doc_parser(__doc__)
     ap.add_argument('--out', type=Path, default=Path('out/bench/train_speed'))
     ap.add_argument('--parts', default='steps,data', help='comma-separated subset of steps,data,sbs')
     ap.add_argument('--repeats', type=int, default=5)

@@ -8,7 +8,7 @@ from torch import nn
 
 from ldeq.models.checkpoint import config_from_official_args, official_to_evals
 from ldeq.engine.deq import DEQ, DEQConfig
-from ldeq.engine.solvers import METHODS, OFFICIAL_PRELOOP, SolverConfig
+from ldeq.engine.solvers import METHODS, PUBLISHED_PRELOOP, SolverConfig
 
 f64 = torch.float64
 
@@ -77,7 +77,7 @@ def test_rwr_official_fpi_mapping():
             for _ in range(K + 1): want = cell(want, x)
             assert official_to_evals('fpi', K) == K + 1
             for fwd in (SolverConfig(method='fpi', tol=0, max_iters=K + 1),                       # ldeq: f reused as the extra step
-                        SolverConfig(method='fpi', tol=0, max_iters=K, semantics='official')):    # published: a fresh extra step
+                        SolverConfig(method='fpi', tol=0, max_iters=K, semantics='published')):    # published: a fresh extra step
                 calls[0] = 0
                 y, st_ = DEQ(counted, DEQConfig(fwd=fwd))(x, z0)
                 torch.testing.assert_close(y, want, atol=1e-14, rtol=0)
@@ -161,7 +161,7 @@ def test_published_args_compute_the_published_forward(solver):
         args = dict(_PUB_ARGS, solver=solver, max_iters=K, stop_mode=mode, rel_diff_target=tol, abs_diff_target=tol,
                     take_one_less_inference_step=one_less)
         c = config_from_official_args(args)
-        assert c.deq.fwd.semantics == 'official' and c.deq.fwd.max_iters == K + OFFICIAL_PRELOOP[solver]
+        assert c.deq.fwd.semantics == 'published' and c.deq.fwd.max_iters == K + PUBLISHED_PRELOOP[solver]
         with torch.no_grad():
             n[0] = 0
             if solver == 'fpi': zs = _pub_fpi(f, z0, K, tol, mode)

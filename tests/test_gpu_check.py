@@ -20,7 +20,7 @@ ALL_PARTS = ('env', 'data', 'inference', 'train_step', 'train_run', 'video', 'ta
 
 
 def run_check(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    "benchmarks/gpu_check.py with `--out out` and `args`, from the repository root."
+    "benchmarks/gpu_check.py, started as a file (it runs as `python -m benchmarks.gpu_check`), with `--out out` and `args`."
     return subprocess.run([sys.executable, str(SCRIPT), '--out', str(out), *args], capture_output=True, text=True,
                           cwd=REPO, timeout=timeout)
 
@@ -102,9 +102,7 @@ def test_no_cuda_is_one_clear_line(tmp_path):
 
 def test_bad_arguments_name_the_option(capsys):
     "A wrong part, limit or device is an argparse error naming the option (in this process: no subprocess needed)."
-    sys.path.insert(0, str(SCRIPT.parent))
-    try: import gpu_check
-    finally: sys.path.remove(str(SCRIPT.parent))
+    from benchmarks import gpu_check                        # the repository root is on the path (conftest.py, python -m pytest)
     for args, option in ((['--parts', 'env,gpu'], '--parts'), (['--limits', 'tables=soon'], '--limits'),
                          (['--limits', 'video=0'], '--limits'), (['--device', 'tpu'], '--device')):
         with pytest.raises(SystemExit) as e: gpu_check.parse_args(args)

@@ -1,8 +1,8 @@
 """The `ldeq-track` console script and the video benchmark script, run as a user would (subprocesses).
 
-The behaviour of `ldeq.track_cli` itself is tested in nbs/12c_track_cli.ipynb; here we check what only a separate process
-shows: that the installed entry point `ldeq.track_cli:main` works and reports errors with exit status 2, and that
-benchmarks/video.py runs end to end and writes its JSON.
+The behaviour of `ldeq.video.track_cli` itself is tested in nbs/06_video/10_track_cli.ipynb; here we check what only a separate process
+shows: that the installed entry point `ldeq.video.track_cli:main` works and reports errors with exit status 2, and that
+benchmarks/video_methods.py runs end to end and writes its JSON.
 """
 import json
 import os
@@ -59,8 +59,8 @@ def write_toy_root(root, lengths=(6, 5, 7), H: int = 96, W: int = 128, n_hard: i
 @pytest.fixture(scope='module')
 def tiny_ckpt(tmp_path_factory):
     "A random-initialised tiny LDEQ saved as an ldeq checkpoint."
-    from ldeq.checkpoint import save_checkpoint
-    from ldeq.model import LDEQ, LDEQConfig
+    from ldeq.models.checkpoint import save_checkpoint
+    from ldeq.models.model import LDEQ, LDEQConfig
     torch.manual_seed(0)
     m = LDEQ(LDEQConfig.preset('tiny')).eval()
     return save_checkpoint(tmp_path_factory.mktemp('ck') / 'tiny.pt', m, m.cfg)
@@ -91,10 +91,10 @@ def test_console_script(tmp_path, tiny_ckpt):
 
 
 def test_benchmark_script(tmp_path, tiny_ckpt):
-    "benchmarks/video.py on a random tiny LDEQ and a tiny clip set: JSON with every method, the EMA choice and the targets."
+    "benchmarks/video_methods.py on a random tiny LDEQ and a tiny clip set: JSON with every method, the EMA choice and the targets."
     root = write_toy_root(tmp_path / 'root', lengths=(5, 4, 6))
     out = tmp_path / 'video.json'
-    r = run(sys.executable, ROOT / 'benchmarks' / 'video.py', '--checkpoint', tiny_ckpt, '--root', root, '--out', out,
+    r = run(sys.executable, '-m', 'benchmarks.video_methods', '--checkpoint', tiny_ckpt, '--root', root, '--out', out,
             '--ema-weights', 0.15, 0.5, '--batch-size', 2, '--no-progress', '--threads', 1)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())

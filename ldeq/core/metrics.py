@@ -17,7 +17,7 @@ __all__ = ['Normalisation', 'as_numpy', 'normaliser', 'nme', 'ced', 'failure_rat
            'still_report', 'video_nme', 'face_scale', 'flicker_per_pair', 'video_nmf', 'VideoMetrics', 'video_report',
            'lowpass_zero_phase', 'NMFSplit', 'nmf_split']
 
-# %% ../../nbs/00_core/05_metrics.ipynb #d9e25409
+# %% ../../nbs/00_core/05_metrics.ipynb #b7bd5d32
 def as_numpy(a, name: str = 'array') -> np.ndarray:
     "A float64 numpy copy of a numpy array, torch tensor or nested sequence."
     if hasattr(a, 'detach'): a = a.detach().cpu().numpy()
@@ -25,6 +25,7 @@ def as_numpy(a, name: str = 'array') -> np.ndarray:
     except (TypeError, ValueError) as e: raise TypeError(f'{name}: cannot convert {type(a).__name__} to a float array ({e})') from None
     return out
 
+# %% ../../nbs/00_core/05_metrics.ipynb #194c9bdd
 def _check_landmarks(pred, gt) -> tuple[np.ndarray, np.ndarray]:
     "Two `(N, L, 2)` float64 arrays of equal shape (a single `(L, 2)` set becomes `N = 1`)."
     p, g = as_numpy(pred, 'pred'), as_numpy(gt, 'gt')
@@ -36,7 +37,7 @@ def _check_landmarks(pred, gt) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f'non-finite landmarks in images {bad[:10].tolist()}')
     return p, g
 
-# %% ../../nbs/00_core/05_metrics.ipynb #6c837af2
+# %% ../../nbs/00_core/05_metrics.ipynb #00ae4d36
 Normalisation = Literal['inter_ocular', 'inter_pupil', 'box']
 
 def normaliser(gt, norm: Normalisation = 'inter_ocular', boxes=None,
@@ -58,6 +59,7 @@ def normaliser(gt, norm: Normalisation = 'inter_ocular', boxes=None,
     if max(a, b) >= g.shape[1]: raise ValueError(f'{norm} needs landmarks {a} and {b}, but there are only {g.shape[1]}')
     return np.linalg.norm(g[:, a] - g[:, b], axis=-1)
 
+# %% ../../nbs/00_core/05_metrics.ipynb #9ab6d51f
 def nme(pred, gt, norm: Normalisation = 'inter_ocular', boxes=None,
         eyes: tuple[int, int] = OUTER_EYE_CORNERS, pupils: tuple[int, int] = PUPILS) -> np.ndarray:
     "Per-image normalised mean error (N,), eq. 10a (a fraction: multiply by 100 for %)."
@@ -66,7 +68,7 @@ def nme(pred, gt, norm: Normalisation = 'inter_ocular', boxes=None,
     if (d0 <= 0).any(): raise ValueError(f'zero {norm} normaliser in images {np.nonzero(d0 <= 0)[0][:10].tolist()}')
     return np.linalg.norm(p - g, axis=-1).mean(-1) / d0
 
-# %% ../../nbs/00_core/05_metrics.ipynb #5268cb92
+# %% ../../nbs/00_core/05_metrics.ipynb #79410eb2
 def ced(nmes, x_max: float = 0.1, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     "Cumulative error distribution: grid x (0..x_max by step) and fraction of images with NME <= x."
     e = as_numpy(nmes, 'nmes').reshape(-1)
@@ -79,18 +81,20 @@ def ced(nmes, x_max: float = 0.1, step: float = 1e-4) -> tuple[np.ndarray, np.nd
     y = (e[None, :] <= x[:, None]).mean(axis=1)
     return x, y
 
+# %% ../../nbs/00_core/05_metrics.ipynb #1ad9387e
 def failure_rate(nmes, x_max: float = 0.1) -> float:
     "FR@X: the fraction of images whose NME exceeds x_max."
     e = as_numpy(nmes, 'nmes').reshape(-1)
     if e.size == 0: raise ValueError('failure_rate needs at least one NME')
     return float(1.0 - (e <= x_max).mean())
 
+# %% ../../nbs/00_core/05_metrics.ipynb #295236de
 def auc(nmes, x_max: float = 0.1, step: float = 1e-4) -> float:
     "AUC@X: Simpson integral of the CED over [0, x_max], divided by x_max."
     x, y = ced(nmes, x_max, step)
     return float(simpson(y, x=x) / x_max)
 
-# %% ../../nbs/00_core/05_metrics.ipynb #e318c45d
+# %% ../../nbs/00_core/05_metrics.ipynb #815cce1b
 @dataclass
 class StillMetrics:
     "NME (mean), FR@X and AUC@X of one set of images (fractions; multiply by 100 for %)."
@@ -105,6 +109,7 @@ def summarise(nmes, x_max: float = 0.1, step: float = 1e-4) -> StillMetrics:
     if e.size == 0: return StillMetrics(0, float('nan'), float('nan'), float('nan'))
     return StillMetrics(int(e.size), float(e.mean()), failure_rate(e, x_max), auc(e, x_max, step))
 
+# %% ../../nbs/00_core/05_metrics.ipynb #79e2b5c7
 def still_report(nmes, attributes=None, names: Sequence[str] = ATTRIBUTES,
                  x_max: float = 0.1, step: float = 1e-4) -> dict[str, StillMetrics]:
     "Metrics of the full set ('full') and of each attribute subset (rows of `attributes` (N, K) flagged 1)."
@@ -118,17 +123,19 @@ def still_report(nmes, attributes=None, names: Sequence[str] = ATTRIBUTES,
     for k, name in enumerate(names): out[name] = summarise(e[a[:, k] == 1], x_max, step)
     return out
 
-# %% ../../nbs/00_core/05_metrics.ipynb #82bb00ab
+# %% ../../nbs/00_core/05_metrics.ipynb #9780c2e7
 def video_nme(pred, gt, eyes: tuple[int, int] = OUTER_EYE_CORNERS) -> float:
     "Video NME (%): 100 × mean over frames of the inter-ocular NME (eq. 10)."
     return float(100 * nme(pred, gt, 'inter_ocular', eyes=eyes).mean())
 
+# %% ../../nbs/00_core/05_metrics.ipynb #94eb8823
 def face_scale(gt, ref_size: float = 256.0) -> np.ndarray:
     "Per-frame face scale d1 = sqrt(w·h / ref_size²) from the ground-truth landmark extents (N,)."
     g = as_numpy(gt, 'gt')
     if g.ndim == 2: g = g[None]
     return np.sqrt(np.ptp(g[..., 0], axis=1) * np.ptp(g[..., 1], axis=1) / ref_size ** 2)
 
+# %% ../../nbs/00_core/05_metrics.ipynb #9c4c047b
 def flicker_per_pair(pred, gt, ref_size: float = 256.0) -> np.ndarray:
     "NMF_n (eq. 11a) for n = 2..N: RMS over landmarks of 100·||r_n - r_(n-1)|| / d1_n, shape (N-1,)."
     p, g = _check_landmarks(pred, gt)
@@ -139,6 +146,7 @@ def flicker_per_pair(pred, gt, ref_size: float = 256.0) -> np.ndarray:
     j = 100 * np.linalg.norm(r[1:] - r[:-1], axis=-1) / s[1:, None]      # (N-1, L)
     return np.sqrt((j ** 2).mean(axis=1))
 
+# %% ../../nbs/00_core/05_metrics.ipynb #a9183873
 def video_nmf(pred, gt, ref_size: float = 256.0, pair_mean: Literal['official', 'paper'] = 'official') -> float:
     "Video NMF (eq. 11b): RMS of the per-pair flicker over the N-1 frame pairs ('paper': divide by N instead)."
     f = flicker_per_pair(pred, gt, ref_size)
@@ -146,6 +154,7 @@ def video_nmf(pred, gt, ref_size: float = 256.0, pair_mean: Literal['official', 
     if pair_mean == 'paper': return float(np.sqrt((f ** 2).sum() / (len(f) + 1)))
     raise ValueError(f"pair_mean must be 'official' or 'paper', got {pair_mean!r}")
 
+# %% ../../nbs/00_core/05_metrics.ipynb #5f282439
 @dataclass
 class VideoMetrics:
     "Mean over videos of the per-video NME (%) and NMF."
@@ -175,7 +184,7 @@ def lowpass_zero_phase(x, fps: float, cutoff_hz: float) -> np.ndarray:
     F[np.fft.rfftfreq(2 * T, d=1 / fps) > cutoff_hz] = 0
     return np.fft.irfft(F, n=2 * T, axis=0)[:T]
 
-# %% ../../nbs/00_core/05_metrics.ipynb #aff32740
+# %% ../../nbs/00_core/05_metrics.ipynb #66316b7c
 @dataclass
 class NMFSplit:
     "A video's NMF (eq. 11) split into flicker (low-passed error) and jitter (what the low-pass removed)."
@@ -186,6 +195,7 @@ class NMFSplit:
     @property
     def jitter_share(self) -> float: return self.jitter ** 2 / self.nmf ** 2 if self.nmf > 0 else 0.0
 
+# %% ../../nbs/00_core/05_metrics.ipynb #f17f3a34
 def nmf_split(pred, gt, fps: float, cutoff_hz: float = 2.5, ref_size: float = 256.0) -> NMFSplit:
     "Split the video NMF of `pred` into flicker and jitter with an ideal zero-phase low-pass of the error."
     p, g = _check_landmarks(pred, gt)

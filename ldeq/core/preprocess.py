@@ -15,11 +15,12 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'bbox_to_affine', 'points_to_crop', 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)   # RGB
 
-# %% ../../nbs/00_core/04_preprocess.ipynb #2017f9f0
+# %% ../../nbs/00_core/04_preprocess.ipynb #cee6d272
 def _official_round(v: float) -> int:
     "Round like the official code: `int(v + 0.5)`, truncating towards zero."
     return int(v + 0.5)
 
+# %% ../../nbs/00_core/04_preprocess.ipynb #e5a60aee
 def bbox_to_affine(bbox, scale: float = 1.2, size: int = 256) -> np.ndarray:
     "The (2, 3) affine map from frame pixels to a `size`×`size` crop around `bbox` (x1, y1, x2, y2 first)."
     b = np.asarray(bbox, dtype=np.float64).reshape(-1)
@@ -33,16 +34,18 @@ def bbox_to_affine(bbox, scale: float = 1.2, size: int = 256) -> np.ndarray:
     s = size / (max(x2 - x1, y2 - y1) * scale)
     return np.array([[s, 0., size / 2 - s * cx], [0., s, size / 2 - s * cy]])
 
-# %% ../../nbs/00_core/04_preprocess.ipynb #f1490b76
+# %% ../../nbs/00_core/04_preprocess.ipynb #38878a11
 def points_to_crop(points, M) -> np.ndarray:
     "Map points (..., 2) from frame pixels to crop pixels with the affine `M`."
     p = np.asarray(points, dtype=np.float64)
     return p @ np.asarray(M)[:, :2].T + np.asarray(M)[:, 2]
 
+# %% ../../nbs/00_core/04_preprocess.ipynb #6f807310
 def invert_affine(M) -> np.ndarray:
     "The inverse of a (2, 3) affine map."
     return cv2.invertAffineTransform(np.asarray(M, dtype=np.float64))
 
+# %% ../../nbs/00_core/04_preprocess.ipynb #6cc97c1b
 def points_to_frame(points, M) -> np.ndarray:
     "Map points (..., 2) from crop pixels back to frame pixels (inverse of `points_to_crop`)."
     return points_to_crop(points, invert_affine(M))
@@ -55,7 +58,7 @@ def crop_image(image: np.ndarray, M, size: int) -> np.ndarray:
     return cv2.warpAffine(image, np.asarray(M, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-# %% ../../nbs/00_core/04_preprocess.ipynb #608c25c8
+# %% ../../nbs/00_core/04_preprocess.ipynb #7be86795
 def normalize_image(images) -> torch.Tensor:
     "uint8 RGB (H, W, 3) or (B, H, W, 3) → float32 (B, 3, H, W) normalised with the ImageNet mean and std."
     import torch
@@ -68,6 +71,7 @@ def normalize_image(images) -> torch.Tensor:
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
 
+# %% ../../nbs/00_core/04_preprocess.ipynb #9d352221
 def denormalize_image(x: torch.Tensor) -> np.ndarray:
     "Inverse of `normalize_image`: (B, 3, H, W) → uint8 RGB (B, H, W, 3), for drawing."
     import torch
@@ -87,11 +91,12 @@ def normalize_array(images) -> np.ndarray:
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
     return (x - mean) / np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
 
-# %% ../../nbs/00_core/04_preprocess.ipynb #4690abfa
+# %% ../../nbs/00_core/04_preprocess.ipynb #bbcb2b33
 def crop_norm_to_frame(landmarks, M, size: int) -> np.ndarray:
     "Crop-normalised landmarks (..., 2) → frame pixels, for a crop of `size` made with `M`."
     return points_to_frame(np.asarray(landmarks, dtype=np.float64) * size, M)
 
+# %% ../../nbs/00_core/04_preprocess.ipynb #a17f93d2
 def frame_to_crop_norm(points, M, size: int) -> np.ndarray:
     "Frame-pixel points (..., 2) → crop-normalised coordinates for a crop of `size` made with `M`."
     return points_to_crop(points, M) / size

@@ -13,13 +13,14 @@ import tqdm.std
 # %% auto #0
 __all__ = ['to_terminal', 'tqdm_bar', 'stage']
 
-# %% ../../nbs/00_core/00_progress.ipynb #e0afd478
+# %% ../../nbs/00_core/00_progress.ipynb #254171c1
 _TERMINAL: dict = {'on': False, 'mininterval': 5.0}
 
 def to_terminal(on: bool = True, mininterval: float = 5.0) -> None:
     "Send ldeq's progress bars and stage lines to the process's real stderr (the terminal), not the notebook."
     _TERMINAL.update(on=bool(on), mininterval=float(mininterval))
 
+# %% ../../nbs/00_core/00_progress.ipynb #3e6da5d5
 def tqdm_bar(*args, **kwargs):
     "A tqdm bar (`tqdm.auto`'s by default; after `to_terminal()`, a text bar on the terminal)."
     if not _TERMINAL['on']: return tqdm.auto.tqdm(*args, **kwargs)

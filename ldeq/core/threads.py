@@ -11,12 +11,13 @@ import time
 # %% auto #0
 __all__ = ['usable_cores', 'idle_cores', 'choose_threads', 'set_threads']
 
-# %% ../../nbs/00_core/01_threads.ipynb #6ca8c3b9
+# %% ../../nbs/00_core/01_threads.ipynb #59ded897
 def usable_cores() -> int:
     "CPU cores this process may run on (its affinity mask where the OS has one)."
     try: return max(1, len(os.sched_getaffinity(0)))
     except AttributeError: return max(1, os.cpu_count() or 1)
 
+# %% ../../nbs/00_core/01_threads.ipynb #4ef35ca9
 def _cpu_times(path: str = '/proc/stat') -> tuple[float, float] | None:
     "(idle, total) jiffies of all CPUs from `/proc/stat`, or None where it cannot be read."
     try:

@@ -45,7 +45,7 @@ class DataFormatError(ValueError):
 def _where(path, lineno: Optional[int] = None) -> str:
     return f'{path}:{lineno}' if lineno is not None else str(path)
 
-# %% ../../nbs/03_data/01_formats.ipynb #7dc75ba6
+# %% ../../nbs/03_data/01_formats.ipynb #0b87807b
 def _atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` through a temporary file in the same folder and an atomic rename."
     path = Path(path)
@@ -59,6 +59,7 @@ def _atomic_write_text(path, text: str) -> Path:
         raise
     return path
 
+# %% ../../nbs/03_data/01_formats.ipynb #11e78a67
 # a plain decimal: ASCII digits, optional sign, point and exponent (float() alone would also take '1_000', 'nan', '١٢')
 _DECIMAL = re.compile(r'[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?')
 
@@ -155,7 +156,7 @@ def wflw_annotation_file(root, split: str) -> Path:
     if split not in ('train', 'test'): raise ValueError(f"official WFLW split must be 'train' or 'test', got {split!r}")
     return Path(root) / WFLW_ANNOTATIONS / f'list_98pt_rect_attr_{split}.txt'
 
-# %% ../../nbs/03_data/01_formats.ipynb #23067ae8
+# %% ../../nbs/03_data/01_formats.ipynb #30e1a26c
 @dataclass
 class CroppedRecord:
     "One image of a pre-cropped list."
@@ -171,10 +172,12 @@ def parse_precropped_line(line: str, path='<string>', lineno: int = 1) -> Croppe
     if why: raise DataFormatError(f'{_where(path, lineno)}: image path {f[0]!r} (field 1) {why}')
     return CroppedRecord(f[0], _numbers(f[1:], path, lineno, 1).reshape(N_LANDMARKS, 2))
 
+# %% ../../nbs/03_data/01_formats.ipynb #f2554014
 def read_precropped_list(path) -> list[CroppedRecord]:
     "All images of a pre-cropped list file."
     return [parse_precropped_line(line, path, i) for i, line in _read_lines(path)]
 
+# %% ../../nbs/03_data/01_formats.ipynb #8ee28f6f
 def write_precropped_list(path, records: Iterable[CroppedRecord]) -> Path:
     "Write a pre-cropped list file (landmarks with 8 decimals)."
     lines = []
@@ -187,6 +190,7 @@ def write_precropped_list(path, records: Iterable[CroppedRecord]) -> Path:
         lines.append(' '.join([r.image, *(f'{v:.8f}' for v in lm.ravel())]) + '\n')
     return _atomic_write_text(path, ''.join(lines))
 
+# %% ../../nbs/03_data/01_formats.ipynb #4a28f2dc
 def precropped_list_file(root, split: str) -> Path:
     "`<root>/<split>.txt` for a split of PRECROPPED_SPLITS."
     if split not in PRECROPPED_SPLITS: raise ValueError(f'pre-cropped split must be one of {PRECROPPED_SPLITS}, got {split!r}')

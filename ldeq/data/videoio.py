@@ -71,7 +71,7 @@ def read_frames(path) -> Iterator[np.ndarray]:
         if n == 0: raise VideoError(f'{p}: opened, but no frame could be decoded')
     finally: cap.release()
 
-# %% ../../nbs/03_data/00_videoio.ipynb #bd69a8d1
+# %% ../../nbs/03_data/00_videoio.ipynb #054ff6e5
 def as_box(box, who: str = 'box') -> np.ndarray:
     "A box (x1, y1, x2, y2, …) as a float64 (4,) array, checked to be finite with x2 > x1 and y2 > y1."
     b = np.asarray(box, dtype=np.float64).reshape(-1)
@@ -81,11 +81,13 @@ def as_box(box, who: str = 'box') -> np.ndarray:
     if not (b[2] > b[0] and b[3] > b[1]): raise ValueError(f'{who}: degenerate box {b.tolist()}: need x2 > x1 and y2 > y1')
     return b
 
+# %% ../../nbs/03_data/00_videoio.ipynb #5660d241
 def box_from_landmarks(landmarks) -> np.ndarray:
     "The extent (min x, min y, max x, max y) of landmarks (L, 2)."
     p = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
     return np.concatenate([p.min(0), p.max(0)])
 
+# %% ../../nbs/03_data/00_videoio.ipynb #0ad91f20
 @dataclass(frozen=True)
 class BoxTracking:
     "Crop margin and the box tracking / re-bootstrapping rules (paper, appendix A)."
@@ -101,6 +103,7 @@ class BoxTracking:
         if not self.min_side > 0: raise ValueError(f'BoxTracking.min_side must be > 0, got {self.min_side!r}')
         if not self.max_scale_change > 1: raise ValueError(f'BoxTracking.max_scale_change must be > 1, got {self.max_scale_change!r}')
 
+# %% ../../nbs/03_data/00_videoio.ipynb #dc30fbcf
 def box_problem(box, frame_shape, prev=None, cfg: BoxTracking = BoxTracking()) -> str | None:
     "Why `box` cannot serve as a tracked box on a frame of `frame_shape` (H, W, …) after box `prev`; None if it can."
     b = np.asarray(box, dtype=np.float64)
@@ -116,7 +119,7 @@ def box_problem(box, frame_shape, prev=None, cfg: BoxTracking = BoxTracking()) -
             return f'side changed {s1 / s0:.2f}× in one frame (max_scale_change {cfg.max_scale_change})'
     return None
 
-# %% ../../nbs/03_data/00_videoio.ipynb #0d7530d0
+# %% ../../nbs/03_data/00_videoio.ipynb #27519d72
 def draw_landmarks(frame: np.ndarray, landmarks, box=None, color=(0, 255, 0), box_color=(0, 128, 255)) -> np.ndarray:
     "A copy of an RGB frame with landmarks (L, 2) drawn as dots and, optionally, the box."
     img = np.ascontiguousarray(frame).copy()
@@ -128,6 +131,7 @@ def draw_landmarks(frame: np.ndarray, landmarks, box=None, color=(0, 255, 0), bo
         if np.isfinite(x) and np.isfinite(y): cv2.circle(img, (int(round(x)), int(round(y))), r, color, -1, cv2.LINE_AA)
     return img
 
+# %% ../../nbs/03_data/00_videoio.ipynb #e24e57f7
 class NpyStreamWriter:
     "Write a (T, *row_shape) .npy one row at a time without holding the rows in memory (rows go to a raw temp file)."
     def __init__(self, path, dtype=np.float64):
@@ -159,4 +163,3 @@ class NpyStreamWriter:
         "Drop everything written so far."
         self._f.close()
         if os.path.exists(self._raw): os.remove(self._raw)
-

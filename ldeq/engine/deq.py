@@ -33,7 +33,7 @@ class DEQConfig:
             if isinstance(v, dict): setattr(self, name, SolverConfig(**v))
             elif not isinstance(v, SolverConfig): raise TypeError(f'DEQConfig.{name} must be a SolverConfig or dict, got {type(v).__name__}')
         if self.backward not in BACKWARDS: raise ValueError(f'DEQConfig.backward={self.backward!r}: must be one of {BACKWARDS}')
-        if self.backward == 'unrolled' and self.fwd.semantics == 'official':
+        if self.backward == 'unrolled' and self.fwd.semantics == 'published':
             raise ValueError("DEQConfig: backward='unrolled' has no published semantics; use fwd.semantics='ldeq'")
         if isinstance(self.jfb_steps, bool) or not isinstance(self.jfb_steps, int) or self.jfb_steps < 1:
             raise ValueError(f'DEQConfig.jfb_steps={self.jfb_steps!r}: must be an int >= 1')
@@ -82,7 +82,7 @@ class DEQ(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        sem = ', official' if c.fwd.semantics == 'official' else ''
+        sem = ', published' if c.fwd.semantics == 'published' else ''
         return (f'backward={c.backward!r}, fwd={c.fwd.method}(max_iters={c.fwd.max_iters}, tol={c.fwd.tol}{sem}), '
                 f'bwd={c.bwd.method}(max_iters={c.bwd.max_iters}, tol={c.bwd.tol})')
 
@@ -100,7 +100,7 @@ class DEQ(nn.Module):
         with torch.no_grad():
             z, fz, stats = solve_fz(lambda z: self.cell(z, x), z0.detach(), fwd)
         if not extra_step: return z, stats
-        if not torch.is_grad_enabled():  # inference: f(z*) was computed by the solver already (None if 'official')
+        if not torch.is_grad_enabled():  # inference: f(z*) was computed by the solver already (None if 'published')
             return (fz if fz is not None else self.cell(z, x)), stats
         if cfg.backward == 'jfb':
             y = z

@@ -12,13 +12,13 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['METHODS', 'SEMANTICS', 'OFFICIAL_PRELOOP', 'SolverConfig', 'SolverStats', 'fixed_point_iter', 'anderson', 'broyden',
+__all__ = ['METHODS', 'SEMANTICS', 'PUBLISHED_PRELOOP', 'SolverConfig', 'SolverStats', 'fixed_point_iter', 'anderson', 'broyden',
            'solve_fz', 'solve']
 
 # %% ../../nbs/01_engine/00_solvers.ipynb #2aae2833
 METHODS = ('fpi', 'anderson', 'broyden')
-SEMANTICS = ('ldeq', 'official', 'rwr')
-OFFICIAL_PRELOOP = {'fpi': 0, 'anderson': 2, 'broyden': 1}   # evaluations of f the published solvers make before their loop
+SEMANTICS = ('ldeq', 'published')
+PUBLISHED_PRELOOP = {'fpi': 0, 'anderson': 2, 'broyden': 1}   # evaluations of f the published solvers make before their loop
 
 @dataclass
 class SolverConfig:
@@ -33,7 +33,9 @@ class SolverConfig:
     beta: float = 1.0             # Anderson mixing; damping of fpi
     eps: float = 1e-9             # guard in the relative residual's denominator
     diverge_ratio: float = 1e4    # residual > ratio * max(best, eps) counts as diverging (inf disables)
-    semantics: str = field(default='ldeq', metadata={'optional': True})   # 'ldeq' | 'official': the published loops | 'rwr' (below)
+    semantics: str = field(default='ldeq', metadata={'optional': True})   # 'ldeq' | 'published': the published loops
+    keep: str = field(default='best', metadata={'optional': True})        # return the 'best' (lowest-residual) or the 'last' iterate
+    at_cap: str = field(default='iterate', metadata={'optional': True})   # a sample still going after max_iters returns its 'iterate' z_{K-1} or its 'image' f(z_{K-1}) (fpi)
 
     def __post_init__(self):
         def bad(name, why): raise ValueError(f'SolverConfig.{name}={getattr(self, name)!r}: {why}')
@@ -55,9 +57,13 @@ class SolverConfig:
         if not (0 < self.eps < math.inf): bad('eps', 'must be finite and > 0')
         if not (self.diverge_ratio > 1): bad('diverge_ratio', 'must be > 1 (math.inf disables the check)')
         if self.semantics not in SEMANTICS: bad('semantics', f'must be one of {SEMANTICS}')
-        if self.semantics == 'rwr' and self.method != 'fpi': bad('method', "must be 'fpi' with semantics='rwr' (RwR is fixed-point iteration)")
-        if self.semantics == 'official' and self.max_iters <= OFFICIAL_PRELOOP[self.method]:
-            bad('max_iters', f"must be >= {OFFICIAL_PRELOOP[self.method] + 1} with semantics='official' (published max_iters >= 1)")
+        if self.keep not in ('best', 'last'): bad('keep', "must be 'best' or 'last'")
+        if self.at_cap not in ('iterate', 'image'): bad('at_cap', "must be 'iterate' or 'image'")
+        if self.at_cap == 'image' and self.method != 'fpi': bad('at_cap', "'image' needs method='fpi' (the image of a fixed-point step)")
+        if self.semantics == 'published' and (self.keep, self.at_cap) != ('best', 'iterate'):
+            bad('semantics', "the published loops decide what they return: keep='best', at_cap='iterate' only")
+        if self.semantics == 'published' and self.max_iters <= PUBLISHED_PRELOOP[self.method]:
+            bad('max_iters', f"must be >= {PUBLISHED_PRELOOP[self.method] + 1} with semantics='published' (published max_iters >= 1)")
 
 # %% ../../nbs/01_engine/00_solvers.ipynb #b80f18b5
 @dataclass
@@ -90,7 +96,7 @@ class _Tracker:
     def __init__(self, X0: Tensor, cfg: SolverConfig, keep: str = 'best'):
         B, dev = X0.shape[0], X0.device
         self.cfg, self.rel, self.keep_last = cfg, cfg.stop_mode == 'rel', keep == 'last'
-        self.keep_last = self.keep_last or cfg.semantics == 'rwr'   # RwR: the newest iterate, not the best
+        self.keep_last = self.keep_last or cfg.keep == 'last'       # e.g. RwR: the newest iterate, not the best
         self.rdt = torch.float64 if X0.dtype == torch.float64 else torch.float32
         self.X0, self.best_X, self.best_F = X0, X0, None
         self.best_r = torch.full((B,), math.nan, dtype=self.rdt, device=dev)
@@ -101,15 +107,15 @@ class _Tracker:
         self.failed = torch.zeros(B, dtype=torch.bool, device=dev)
         self.trace = torch.empty((B, cfg.max_iters), dtype=self.rdt, device=dev)
         self.all_active, self.k = True, 0
-        self.official, self.means, self.best_mean = cfg.semantics == 'official', [], None   # see `_official_update`
-        self.skip = OFFICIAL_PRELOOP[cfg.method] if self.official else 0
+        self.published, self.means, self.best_mean = cfg.semantics == 'published', [], None   # see `_published_update`
+        self.skip = PUBLISHED_PRELOOP[cfg.method] if self.published else 0
 
     def update(self, X: Tensor, F: Tensor, G: Tensor) -> bool:
         "Record the measurement of iterates X with images F = f(X), G = F - X; return whether any sample goes on."
         cfg, k, act = self.cfg, self.k, self.active
         dt = None if G.dtype == self.rdt else self.rdt
         r = torch.linalg.vector_norm(G, dim=1, dtype=dt)
-        if self.official: return _official_update(self, X, F, r)
+        if self.published: return _published_update(self, X, F, r)
         if self.rel: r = r.div_(torch.linalg.vector_norm(F, dim=1, dtype=dt).add_(cfg.eps))
         self.trace[:, k] = r
         self.k = k + 1
@@ -183,8 +189,8 @@ def _fpi(f, z0: Tensor, cfg: SolverConfig):
     for k in range(0 if _nothing_to_do(z0, cfg) else cfg.max_iters):
         F = fl(X)
         if not tr.update(X, F, F - X) or k == cfg.max_iters - 1: break
-        X = tr.freeze(F if cfg.beta == 1 or tr.official else torch.add(X, F - X, alpha=cfg.beta))
-    if cfg.semantics == 'rwr' and not _nothing_to_do(z0, cfg) and not bool((~tr.active).all()):  # RwR: samples still going return f(z_{K-1})
+        X = tr.freeze(F if cfg.beta == 1 or tr.published else torch.add(X, F - X, alpha=cfg.beta))
+    if cfg.at_cap == 'image' and not _nothing_to_do(z0, cfg) and not bool((~tr.active).all()):  # samples still going return f(z_{K-1})
         tr.best_X = torch.where(tr.active[:, None], F if cfg.beta == 1 else torch.add(X, F - X, alpha=cfg.beta), tr.best_X)
         tr.best_F = None
     return tr.result(z0.shape)
@@ -244,7 +250,7 @@ def _anderson(f, z0: Tensor, cfg: SolverConfig):
         gram[:, j, :n] = dots
         gram[:, :n, j] = dots
         if n == 1:  # one stored pair: α = (1), a (damped) fixed-point step
-            X = tr.freeze(F if cfg.beta == 1 or tr.official else torch.add(X, G, alpha=cfg.beta))
+            X = tr.freeze(F if cfg.beta == 1 or tr.published else torch.add(X, G, alpha=cfg.beta))
             continue
         alpha = _anderson_weights(gram[:, :n, :n], cfg, j, None if tr.all_active else tr.active)
         a = alpha.to(X.dtype)[:, None, :]
@@ -265,13 +271,13 @@ def _broyden(f, z0: Tensor, cfg: SolverConfig):
     fl, X, tr = _start(f, z0, cfg, 'broyden')
     if _nothing_to_do(z0, cfg): return tr.result(z0.shape)
     B, D = X.shape
-    m = max(cfg.max_iters - 1, 1) if tr.official else min(cfg.m, max(cfg.max_iters - 1, 1))   # published: every pair kept
+    m = max(cfg.max_iters - 1, 1) if tr.published else min(cfg.m, max(cfg.max_iters - 1, 1))   # published: every pair kept
     U, V = X.new_zeros((B, m, D)), X.new_zeros((B, m, D))   # J⁻¹ ≈ -I + Σ u_i v_iᵀ
     n = 0
     for k in range(cfg.max_iters):
         F = fl(X)
         G = F - X
-        if not tr.update(X, F, G) or (tr.official and _official_broyden_halt(tr)) or k == cfg.max_iters - 1: break
+        if not tr.update(X, F, G) or (tr.published and _published_broyden_halt(tr)) or k == cfg.max_iters - 1: break
         if k > 0:  # Broyden update with dz = the last step, dg = G - G_prev
             if n == m: n = 0  # memory full: restart from J⁻¹ = -I (the update below is then relative to -I)
             dg = G - G_prev
@@ -299,10 +305,10 @@ def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tup
 _SOLVERS = {'fpi': _fpi, 'anderson': _anderson, 'broyden': _broyden}
 
 def solve_fz(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, Tensor | None, SolverStats]:
-    "Solve z = f(z) with `cfg.method`; return (z, f(z) or None (f never called, or semantics 'official' / 'rwr'), stats)."
+    "Solve z = f(z) with `cfg.method`; return (z, f(z) or None (f never called, semantics 'published', or at_cap='image'), stats)."
     if not isinstance(cfg, SolverConfig): raise TypeError(f'solve: cfg must be a SolverConfig, got {type(cfg).__name__}')
     with torch.no_grad(): z, fz, stats = _SOLVERS[cfg.method](f, z0, cfg)
-    return z, (None if cfg.semantics == 'rwr' else fz), stats
+    return z, (None if cfg.at_cap == 'image' else fz), stats
 
 def solve(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
     "Solve z = f(z) from `z0` per sample with the solver `cfg.method`; return (z, stats)."
@@ -310,7 +316,7 @@ def solve(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple
     return z, stats
 
 # %% ../../nbs/01_engine/00_solvers.ipynb #c1a7e0f2
-def _official_update(tr: _Tracker, X: Tensor, F: Tensor, r: Tensor) -> bool:
+def _published_update(tr: _Tracker, X: Tensor, F: Tensor, r: Tensor) -> bool:
     "`_Tracker.update` as published: batch-mean residual; best (fpi: last image) from the first loop step; stop below tol."
     cfg, k = tr.cfg, tr.k
     if tr.rel:   # the published denominators: ‖F + 1e-5‖ (Anderson), ‖F‖ + 1e-5 (fpi, Broyden)
@@ -330,7 +336,7 @@ def _official_update(tr: _Tracker, X: Tensor, F: Tensor, r: Tensor) -> bool:
     if bool(mean < cfg.tol): tr.converged.fill_(True); return False
     return True
 
-def _official_broyden_halt(tr: _Tracker) -> bool:
+def _published_broyden_halt(tr: _Tracker) -> bool:
     "The published Broyden's other stops: no progress over 30 steps, or a residual 1e3× (abs: 1e6×) its first one."
     t = tr.means
     if len(t) > 30 and bool(t[-1] < 3 * tr.cfg.tol):

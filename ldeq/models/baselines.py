@@ -27,6 +27,7 @@ class BaselineOutput:
     stack_landmarks: tuple[torch.Tensor, ...]   # landmarks of every supervised stage (the last is `landmarks`)
     stats: None = None                          # no solver: kept for a common interface with LDEQOutput
 
+# %% ../../nbs/02_models/01_baselines.ipynb #80600178
 def supervised_landmarks(out) -> list[torch.Tensor]:
     "The landmark predictions a loss supervises: every stack of a Stacked-Hourglass, else the one output."
     stacks = getattr(out, 'stack_landmarks', None)
@@ -155,6 +156,7 @@ class UNet(nn.Module):
         lm = softargmax(h)
         return BaselineOutput(lm, h, (lm,))
 
+# %% ../../nbs/02_models/01_baselines.ipynb #0c286b99
 def _check_input(x: torch.Tensor, cfg) -> None:
     "Refuse images that are not (B, in_channels, image_size, image_size)."
     want = (cfg.in_channels, cfg.image_size, cfg.image_size)
@@ -182,6 +184,7 @@ class HourglassStack(nn.Module):
         if self.last: return h, r
         return h, r + self.merge_features(y) + self.merge_heatmaps(h)
 
+# %% ../../nbs/02_models/01_baselines.ipynb #4d231666
 class StackedHourglass(nn.Module):
     "K stacked hourglasses with intermediate supervision (paper Fig. 1(a)); memory grows with K."
     def __init__(self, cfg: StackedHourglassConfig | None = None):

@@ -22,7 +22,7 @@ import torch.nn as nn
 from ..core.assets import package_version
 from .model import LDEQ, LDEQConfig, config_from_dict, config_to_dict
 from .baselines import StackedHourglass, StackedHourglassConfig, UNet, UNetConfig
-from ..engine.solvers import OFFICIAL_PRELOOP
+from ..engine.solvers import PUBLISHED_PRELOOP
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MODEL_KINDS', 'CheckpointError', 'UnsafeCheckpointError',
@@ -122,8 +122,9 @@ def config_from_official_args(args: argparse.Namespace | dict) -> LDEQConfig:
     if a['solver'] not in ('anderson', 'fpi', 'broyden'): bad.append(f"solver={a['solver']!r}")
     if a['stop_mode'] not in ('rel', 'abs'): bad.append(f"stop_mode={a['stop_mode']!r}")
     if not a['cell_softargmax_beta'] > 0: bad.append(f"cell_softargmax_beta={a['cell_softargmax_beta']!r} (must be > 0)")
-    sem = a.get('ldeq_semantics', 'official')     # a published file: the published loops; one ldeq wrote: its own
-    if sem not in ('ldeq', 'official'): bad.append(f'ldeq_semantics={sem!r}')
+    sem = a.get('ldeq_semantics', 'published')     # a published file: the published loops; one ldeq wrote: its own
+    sem = {'official': 'published'}.get(sem, sem)  # files ldeq wrote before the loops were renamed say 'official'
+    if sem not in ('ldeq', 'published'): bad.append(f'ldeq_semantics={sem!r}')
     if bad: raise CheckpointError('official args select what ldeq does not implement: ' + '; '.join(bad))
     tol = a['rel_diff_target'] if a['stop_mode'] == 'rel' else a['abs_diff_target']
     base = LDEQConfig().deq
@@ -147,11 +148,11 @@ def config_from_official_args(args: argparse.Namespace | dict) -> LDEQConfig:
 def official_to_evals(solver: str, max_iters: int, extra_step: bool = True) -> int:
     "Evaluations of f per forward that the published code makes with `max_iters` (its solver's, then the extra step)."
     if max_iters < 1: raise CheckpointError(f'official max_iters must be >= 1 (the published {solver} needs one loop step), got {max_iters}')
-    return OFFICIAL_PRELOOP[solver] + max_iters + int(extra_step)
+    return PUBLISHED_PRELOOP[solver] + max_iters + int(extra_step)
 
 def evals_to_official(solver: str, evals: int, extra_step: bool = True) -> int:
     "The official `max_iters` whose forward makes `evals` evaluations of f with `solver` (inverse of `official_to_evals`)."
-    n = evals - OFFICIAL_PRELOOP[solver] - int(extra_step)
+    n = evals - PUBLISHED_PRELOOP[solver] - int(extra_step)
     if n < 1: raise CheckpointError(f'{evals} evaluations cannot be expressed as an official {solver} max_iters (it needs >= {evals - n + 1})')
     return n
 

@@ -102,6 +102,7 @@ def _memory_row(spec: dict) -> dict:
                 peak_rss_mib=None if m.peak_rss_delta is None else m.peak_rss_delta / 2 ** 20,
                 cuda_peak_mib=None if m.cuda_peak_bytes is None else m.cuda_peak_bytes / 2 ** 20, seconds=m.seconds)
 
+# %% ../../nbs/02_models/03_memory.ipynb #e3db3abe
 def fig1_memory_table(preset: str = 'small', batch_size: int = 4, ldeq_iters: Sequence[int] = (5, 20),
                       shg_stacks: Sequence[int] = (2, 8), backwards: Sequence[str] = ('implicit', 'jfb', 'unrolled'),
                       seed: int = 0, device: str | None = None, isolate: bool = False) -> list[dict]:

@@ -27,7 +27,8 @@ from ..data.formats import open_stills, detect_layout, load_clip
 from ..data.videoio import video_info
 from ..video.filters import EMA, select_setting, paper_grids
 from ..models.checkpoint import kind_of, load_model, model_kinds
-from ..video.tracking import model_input_size, RwR, RwRExact, method_label, parse_method
+from ..video.methods import RwR, RwRExact, method_label, parse_method
+from ..video.tracking import model_input_size
 from ..video.evaluate import evaluate_methods, video_means, paired_change
 from ..core.progress import stage
 
@@ -43,12 +44,12 @@ MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in 
 CHECKPOINT_KEYS = tuple(MODELS) + ('ldeq_video',)
 DATASETS = ('synthetic', 'wflw')
 
+# %% ../../nbs/07_paper/00_results.ipynb #138aed1a
 class ParamError(ValueError):
     "A notebook parameter with a bad value; the message names the parameter."
 
 def _param(name: str, value, why: str) -> ParamError:
     return ParamError(f'parameter {name}={value!r}: {why}')
-
 
 # %% ../../nbs/07_paper/00_results.ipynb #6084a345
 @dataclass
@@ -194,6 +195,7 @@ def _first(source, n: int | None):
     "The first `n` items of a crop source (all of them for n=None; fewer when it has fewer)."
     return source if n is None else FirstN(source, min(n, len(source)))
 
+# %% ../../nbs/07_paper/00_results.ipynb #009dfe31
 def _predict_nmes(model: nn.Module, source, batch_size: int, device, progress: bool, desc: str) -> np.ndarray:
     if progress: stage(f'{desc}: {len(source)} test stills')
     pred, gt, _ = predict(model, source, batch_size=batch_size, device=device, progress=progress, desc=desc)
@@ -217,16 +219,20 @@ def stills_nmes(model: nn.Module, root, batch_size: int = 32, device='cpu', limi
 SUBSET_COLUMNS = {'full': 'Full', 'pose': 'Pose', 'expression': 'Exp.', 'illumination': 'Illum.', 'makeup': 'Mu.',
                   'occlusion': 'Occ.', 'blur': 'Blur'}
 
+# %% ../../nbs/07_paper/00_results.ipynb #f337704f
 def _label(kind: str) -> str: return MODELS[kind][0] if kind in MODELS else kind
 
+# %% ../../nbs/07_paper/00_results.ipynb #267475d1
 def _metric(e: np.ndarray, fn) -> float: return float(fn(e)) if len(e) else math.nan
 
+# %% ../../nbs/07_paper/00_results.ipynb #cdb69c0d
 def table1(nmes: dict[str, dict[str, np.ndarray]], params: dict[str, int]) -> pd.DataFrame:
     "Table 1: parameters (M) and NME (%) on the full test set and each attribute subset, a row per model."
     rows = {_label(k): {'Params (M)': params[k] / 1e6, **{SUBSET_COLUMNS[s]: 100 * _metric(e, np.mean) for s, e in d.items()}}
             for k, d in nmes.items()}
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('Model')
 
+# %% ../../nbs/07_paper/00_results.ipynb #34054f68
 def table2(nmes: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
     "Table 2: FR₁₀ (%) and AUC₁₀ per subset, rows (metric, model)."
     rows = {}
@@ -236,6 +242,7 @@ def table2(nmes: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
     t.index = pd.MultiIndex.from_tuples(t.index, names=['Metric', 'Model'])
     return t
 
+# %% ../../nbs/07_paper/00_results.ipynb #15a2432c
 def subset_counts(nmes: dict[str, np.ndarray]) -> dict[str, int]:
     "Number of test images per subset."
     return {SUBSET_COLUMNS[s]: len(e) for s, e in nmes.items()}
@@ -256,6 +263,7 @@ def _combine(evals: list) -> dict:
     t = pd.concat([e.table for e in evals], ignore_index=True)
     return dict(videos=len(t), frames=int(t['frames'].sum()), **video_means(t))
 
+# %% ../../nbs/07_paper/00_results.ipynb #bf33ceb0
 def video_methods(kind: str, ema: Sequence[float | EMA], rwr_k: int = 2, alpha: float | None = 1.0, exact_iters: int = 5) -> list:
     "The methods of Table 3 for a model kind: frame-by-frame, the EMA grid, and for LDEQ RwR (ldeq's and the published loop) and eq. 8."
     ms = ['frame-by-frame'] + [w if isinstance(w, EMA) else EMA(float(w)) for w in ema]
@@ -264,6 +272,7 @@ def video_methods(kind: str, ema: Sequence[float | EMA], rwr_k: int = 2, alpha: 
         if alpha is not None: ms.append(RwRExact(alpha=float(alpha), max_iter=exact_iters))
     return ms
 
+# %% ../../nbs/07_paper/00_results.ipynb #2679bd5d
 def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema: Sequence[float] = (0.5,), rwr_k: int = 2,
                   alpha: float | None = 1.0, exact_iters: int = 5, batch_size: int = 4, limit: int | None = None,
                   progress: bool = True, per_video: bool = False):
@@ -300,6 +309,7 @@ def best_ema(long: pd.DataFrame, model: str, subset: str, nme_tol: float = 0.01)
     i = select_setting(ema['nme'].to_numpy(), ema['nmf'].to_numpy(), float(base['nme'].iloc[0]), nme_tol)
     return None if i is None else str(ema['method'].iloc[i])
 
+# %% ../../nbs/07_paper/00_results.ipynb #1ba592c5
 def _row_name(method: str) -> str:
     "A readable Table 3 row label for a method string."
     if method == 'frame-by-frame': return 'frame by frame'
@@ -311,6 +321,7 @@ def _row_name(method: str) -> str:
                 else f'+ RwR (k={m.k})' if m == RwR(m.k) else f'+ RwR ({method})')
     return f'+ {method}'
 
+# %% ../../nbs/07_paper/00_results.ipynb #ac202530
 def table3(long: pd.DataFrame, subset: str = 'hard', nme_tol: float = 0.01) -> pd.DataFrame:
     "Table 3: video NME and NMF per subset, rows (model, method): alone, + its best EMA, and LDEQ + RwR (+ eq. 8)."
     subsets = ['hard', 'easy', 'full'] if subset == 'full' else [subset]
@@ -332,6 +343,7 @@ def table3(long: pd.DataFrame, subset: str = 'hard', nme_tol: float = 0.01) -> p
     t.columns = pd.MultiIndex.from_tuples(t.columns)
     return t
 
+# %% ../../nbs/07_paper/00_results.ipynb #4d0a981d
 def table3_changes(per_video: pd.DataFrame, subset: str = 'hard', n_boot: int = 10000) -> pd.DataFrame:
     "Every method against its model's frame-by-frame run on `subset`: NME and NMF change (%), per-clip spread, paired bootstrap 95% interval."
     d = per_video[per_video['subset'] == subset]
@@ -378,6 +390,7 @@ def write_table(table: pd.DataFrame, out_dir, name: str, floatfmt: str = '.3g', 
     md.write_text(flat.to_markdown(index=False, floatfmt=floatfmt) + (f'\n\n{note}\n' if note else '\n'))
     return csv, md
 
+# %% ../../nbs/07_paper/00_results.ipynb #8bab659f
 def save_figure(fig, out_dir, name: str, dpi: int = 120) -> Path:
     "Save a matplotlib figure as `out_dir/name.png`."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
@@ -487,6 +500,7 @@ def nmf_split_table(models: dict[str, nn.Module], root, subsets: Sequence[str] =
                                  jitter_share=sp.jitter_share))
     return pd.DataFrame(rows)
 
+# %% ../../nbs/07_paper/00_results.ipynb #6012162b
 def plot_nmf_split(table: pd.DataFrame, ax=None):
     "Per model and subset: the mean NMF² over videos as stacked flicker² and jitter², the jitter share on top."
     import matplotlib.pyplot as plt

@@ -65,6 +65,7 @@ def flip_landmarks(landmarks, width: float) -> np.ndarray:
     lm[..., 0] = (width - 1) - lm[..., 0]
     return lm[..., FLIP_PERMUTATION, :]
 
+# %% ../../nbs/05_training/00_augment.ipynb #0e315ecd
 def flip_landmarks_normalised(landmarks, size: int) -> np.ndarray:
     "The same in crop-normalised coordinates (pixel / size) of a crop `size` wide."
     return flip_landmarks(np.asarray(landmarks, dtype=np.float64) * size, size) / size
@@ -82,6 +83,7 @@ def random_affine(rng: np.random.Generator, cfg: AugmentConfig, size: int) -> tu
     if flip: A = np.array([[-1.0, 0, size - 1], [0, 1, 0]]) @ np.vstack([A, [0, 0, 1]])
     return A, flip
 
+# %% ../../nbs/05_training/00_augment.ipynb #b9207119
 def apply_affine(image: np.ndarray, landmarks, A: np.ndarray, flipped: bool) -> tuple[np.ndarray, np.ndarray]:
     "Warp a crop and its crop-normalised landmarks with the pixel map `A`; relabel after a flip."
     S = image.shape[1]
@@ -105,6 +107,7 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     if rng.random() < cfg.gray: img[:] = img.mean(2, keepdims=True)
     return img
 
+# %% ../../nbs/05_training/00_augment.ipynb #aeeaef28
 class Augmenter:
     "The training augmentation as a callable `(image, landmarks, rng) -> (image, landmarks)` on crops."
     def __init__(self, cfg: AugmentConfig = AugmentConfig()):

@@ -166,6 +166,7 @@ def _parse_value(tp, name: str):
     conv.__name__ = base.__name__
     return conv
 
+# %% ../../nbs/05_training/01_train.ipynb #03c6b113
 def make_parser(prog: str = 'ldeq-train') -> argparse.ArgumentParser:
     "The `ldeq-train` argument parser, one option per TrainConfig field plus `--recipe`."
     p = argparse.ArgumentParser(prog=prog, description='Train LDEQ or a baseline landmark model (ldeq.training.train).',
@@ -182,6 +183,7 @@ def make_parser(prog: str = 'ldeq-train') -> argparse.ArgumentParser:
             p.add_argument(opt, dest=f.name, type=_parse_value(f.type, f.name), help=hlp, **kw)
     return p
 
+# %% ../../nbs/05_training/01_train.ipynb #3d1be7d9
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     "A TrainConfig from command-line arguments (`--recipe` first, then the given options)."
     ns = vars(make_parser().parse_args(argv))
@@ -230,6 +232,7 @@ class SeededStills(Dataset):
             image, lm = self.augment(image, lm, np.random.default_rng([self.seed, int(epoch), int(i)]))
         return normalize_image(np.ascontiguousarray(image))[0], torch.as_tensor(np.asarray(lm), dtype=torch.float32), int(i)
 
+# %% ../../nbs/05_training/01_train.ipynb #e8b81727
 class EpochSampler(Sampler):
     "(epoch, index) keys in DistributedSampler order for this rank and epoch, minus the first `skip` positions."
     def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, seed: int = 0, shuffle: bool = True):
@@ -262,12 +265,14 @@ def stills_root(cfg: TrainConfig) -> Path:
     if have != want: raise ValueError(f'--data-root {root} holds a {have!r} layout, but dataset {cfg.dataset!r} needs {want!r}')
     return root
 
+# %% ../../nbs/05_training/01_train.ipynb #772e16af
 def make_sources(cfg: TrainConfig, image_size: int):
     "Training and validation stills sources (train / test splits) of a run, as crops of side `image_size`."
     from ldeq.data.formats import open_stills
     root = stills_root(cfg)
     return open_stills(root, 'train', size=image_size), open_stills(root, 'test', size=image_size)
 
+# %% ../../nbs/05_training/01_train.ipynb #99c48d06
 def make_augment(cfg: TrainConfig, image_size: int) -> Callable | None:
     "The training augmentation of a run (`ldeq.training.augment`), or None when `cfg.augment` is off."
     if not cfg.augment: return None
@@ -279,6 +284,7 @@ def landmark_loss(out, target: torch.Tensor) -> torch.Tensor:
     "Eq. 4: MSE(Φ(z*), p), summed over every supervised output (intermediate supervision)."
     return sum(F.mse_loss(lm.float(), target.float()) for lm in supervised_landmarks(out))
 
+# %% ../../nbs/05_training/01_train.ipynb #ee50b251
 def autocast(device: torch.device, precision: str):
     "The autocast context of a precision on a device (fp32: none; bf16: CUDA or CPU; fp16: CUDA only)."
     if precision == 'fp32': return contextlib.nullcontext()
@@ -286,6 +292,7 @@ def autocast(device: torch.device, precision: str):
         raise ValueError(f"precision 'fp16' needs a CUDA device (fp16 autocast is used on CUDA only); got device {str(device)!r}: use --precision fp32 or bf16 on CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
+# %% ../../nbs/05_training/01_train.ipynb #535f2f8c
 def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, optimizer: torch.optim.Optimizer,
                scheduler=None, scaler=None, grad_clip: float | None = None, precision: str = 'fp32',
                max_iters: int | None = None):
@@ -326,6 +333,7 @@ def predict(model: nn.Module, source, batch_size: int = 32, device: torch.device
     finally: model.train(was)
     return np.concatenate(preds), np.concatenate(gts), np.concatenate(steps)
 
+# %% ../../nbs/05_training/01_train.ipynb #c530b164
 def evaluate(model: nn.Module, source, batch_size: int = 32, device: torch.device | str = 'cpu', precision: str = 'fp32',
              num_workers: int = 0, progress: bool = False) -> dict[str, float]:
     "NME (inter-ocular, mean over images), FR@0.1, AUC@0.1 and mean solver steps of `model` on a source."
@@ -347,6 +355,7 @@ class DistInfo:
     @property
     def is_main(self) -> bool: return self.rank == 0
 
+# %% ../../nbs/05_training/01_train.ipynb #1e3b967a
 def _resolve_device(name: str, local_rank: int, world_size: int) -> torch.device:
     "The torch device of this process for the configured device name."
     if name == 'auto': name = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -359,6 +368,7 @@ def _resolve_device(name: str, local_rank: int, world_size: int) -> torch.device
     elif dev.type != 'cpu': raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {name!r}")
     return dev
 
+# %% ../../nbs/05_training/01_train.ipynb #bf77442b
 def init_distributed(cfg: TrainConfig) -> DistInfo:
     "Read the torchrun environment, pick the device and start the process group when WORLD_SIZE > 1."
     world, rank, local = (int(os.environ.get(k, d)) for k, d in (('WORLD_SIZE', '1'), ('RANK', '0'), ('LOCAL_RANK', '0')))
@@ -384,6 +394,7 @@ def write_log_csv(history: list[dict], path) -> Path:
     os.replace(tmp, path)
     return path
 
+# %% ../../nbs/05_training/01_train.ipynb #3626085c
 def read_log_csv(path) -> list[dict]:
     "Read a training log written by `write_log_csv` (numbers as floats, epochs and steps as ints)."
     with open(path, newline='') as f:
@@ -391,6 +402,7 @@ def read_log_csv(path) -> list[dict]:
     conv = lambda k, v: (int(v) if k in ('epoch', 'global_step') else float(v)) if v not in ('', 'None') else None
     return [{k: conv(k, v) for k, v in r.items()} for r in rows]
 
+# %% ../../nbs/05_training/01_train.ipynb #bfefd7d4
 def plot_curves(history: list[dict], path=None, title: str = ''):
     "Training loss, validation NME (%) and mean solver steps per epoch; saved as PNG when `path` is given."
     import matplotlib
@@ -586,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + f'checkpoints in {res.out_dir}')
     return 0
 
+# %% ../../nbs/05_training/01_train.ipynb #f30c5187
 def _in_ipython() -> bool:
     "Whether an IPython shell is running (a notebook, nbdev_test): then importing this module must not train."
     try:

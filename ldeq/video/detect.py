@@ -16,6 +16,7 @@ __all__ = ['NoFaceError', 'DetectorConfig', 'to_landmark_box', 'FaceDetector', '
 class NoFaceError(RuntimeError):
     "The detector found no face where the tracker needed one."
 
+# %% ../../nbs/06_video/00_detect.ipynb #7f70e5cb
 def _dlib():
     "The dlib module, or an ImportError that says how to get it."
     try: import dlib
@@ -39,6 +40,7 @@ class DetectorConfig:
         if not self.upsample or any(u < 0 for u in self.upsample): raise ValueError(f'DetectorConfig.upsample must be levels >= 0, got {self.upsample}')
         if not (self.width > 0 and self.height > 0): raise ValueError(f'DetectorConfig.width/height must be > 0, got {self.width}, {self.height}')
 
+# %% ../../nbs/06_video/00_detect.ipynb #d4272799
 def to_landmark_box(box, cfg: DetectorConfig = DetectorConfig()) -> np.ndarray:
     "Map a detector box (x1, y1, x2, y2) to the landmark-extent box it predicts."
     x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)[:4]

@@ -24,6 +24,7 @@ def converged_solver(model: LDEQ, tol: float = 1e-5, max_iters: int = 200) -> So
     "The model's forward solver, run to a tight tolerance (the `ldeq` semantics: the lowest-residual iterate)."
     return dataclasses.replace(model.cfg.deq.fwd, tol=tol, max_iters=max_iters, semantics='ldeq')
 
+# %% ../../nbs/06_video/06_diagnostics.ipynb #781fd7e8
 @torch.no_grad()
 def solve(model: LDEQ, x: torch.Tensor, z0: torch.Tensor | None = None, tol: float = 1e-5, max_iters: int = 200):
     "z* from `z0` (zeros if None) solved to `tol`, with the solver's stats; no extra step."
@@ -37,6 +38,7 @@ def landmark_gap(model: LDEQ, z: torch.Tensor, z_ref: torch.Tensor) -> torch.Ten
     a, b = OUTER_EYE_CORNERS
     return 100 * (l - lr).norm(dim=-1).mean(-1) / ((lr[:, a] - lr[:, b]).norm(dim=-1) + 1e-9)
 
+# %% ../../nbs/06_video/06_diagnostics.ipynb #29181f56
 @torch.no_grad()
 def fixed_point_gap(model: LDEQ, x: torch.Tensor, z_prev: torch.Tensor, tol: float = 1e-5, max_iters: int = 200) -> torch.Tensor:
     "Per-sample NME (%) between the landmarks of z* solved from `z_prev` and from zeros, over the cold landmarks' inter-ocular distance."
@@ -86,6 +88,7 @@ class ClipDiagnostics:
         return [dict(keys, frame=i + 1, gap=float(self.gap[i]), contraction=float(self.contraction[i]),
                      **{f'res{k}': float(v[i]) for k, v in self.residual.items()}) for i in range(len(self.gap))]
 
+# %% ../../nbs/06_video/06_diagnostics.ipynb #f8d567b7
 def clip_diagnostics(model: LDEQ, crops: torch.Tensor, ks=(1, 2, 3), power_iters: int = 20) -> ClipDiagnostics | list[ClipDiagnostics]:
     "Diagnostics of a clip from its RwR crops (N, 3, S, S), or a list of them for C clips side by side (C, N, 3, S, S)."
     one = crops.dim() == 4
@@ -128,6 +131,7 @@ def plot_diagnostics(df: pd.DataFrame, axes) -> None:
     axes[2].set(xlabel='ρ(∂f/∂z) at z*', ylabel='fraction of frames ≤ x', title='contraction at the fixed point')
     axes[2].legend(fontsize=7)
 
+# %% ../../nbs/06_video/06_diagnostics.ipynb #a040138d
 def plot_clip_diagnostics(d: pd.DataFrame, ax, ambiguity=None, title: str = '', legend: bool = False) -> None:
     "One clip over time: the warm-cold gap (NME %, log) and ρ at z* (right axis) per frame, the ambiguity envelope shaded."
     if ambiguity is not None:

@@ -18,7 +18,8 @@ import torch.nn as nn
 from ..core.metrics import video_nme, video_nmf
 from ..data.formats import WFLWVItem, load_clip, wflwv_items
 from ..data.videoio import VideoError, BoxTracking, as_box, read_frames
-from .tracking import FrameByFrame, Filtered, RwRExact, VideoSource, TrackResult, parse_method, method_label, track_videos
+from .methods import RwRExact, TemporalMethod, parse_method, method_label
+from .tracking import VideoSource, TrackResult, track_videos
 
 # %% auto #0
 __all__ = ['VideoEval', 'video_means', 'evaluate_video', 'evaluate_methods', 'alpha_sweep', 'plot_tradeoff', 'paired_change']
@@ -94,35 +95,40 @@ def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-b
 
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #e56e3d86
+def _smoothed(m: TemporalMethod, label: str, subset: str, base: VideoEval, items, gts, nmf_mode: str) -> VideoEval:
+    "An offline method scored from its per-frame run: each trajectory smoothed (time added), the run's cost and bootstraps kept."
+    secs = dict(zip(base.table['id'], base.table['seconds']))
+    res = []
+    for it in items:
+        t0 = time.perf_counter()
+        lm = m.smooth(base.predictions[it.id])
+        n = len(lm)
+        res.append(TrackResult(it.id, lm, np.zeros((n, 4)), np.full(n, math.nan), np.full(n, math.nan), np.zeros(n, bool),
+                               np.zeros(n, bool), secs[it.id] + time.perf_counter() - t0))
+    ev = _video_eval(label, subset, items, gts, res, nmf_mode, True)
+    ev.table['nfe'] = base.table['nfe'].values; ev.nfe = base.nfe
+    ev.table['bootstrapped'] = base.table['bootstrapped'].values
+    return ev
+
+# %% ../../nbs/06_video/05_evaluate.ipynb #12e082c3
 def evaluate_methods(model: nn.Module, root, subset: str = 'hard', methods: Sequence = ('frame-by-frame', 'rwr:2'),
                      **kwargs) -> tuple[pd.DataFrame, dict[str, VideoEval]]:
-    "Evaluate several methods (filters share one frame-by-frame run); returns the summary table and each VideoEval."
+    "Evaluate several methods (offline ones, the filters, share one run of their per-frame method); the summary table and each VideoEval."
     ms = [parse_method(m) for m in methods]
     labels = [method_label(m) for m in ms]
     if len(set(labels)) != len(labels): raise ValueError(f'duplicate methods in {labels}')
     keep = kwargs.pop('keep_predictions', False)
-    out: dict[str, VideoEval] = {}
-    base = None
-    if any(isinstance(m, (Filtered, FrameByFrame)) for m in ms):
-        base = evaluate_video(model, root, subset, FrameByFrame(), keep_predictions=True, **kwargs)
+    runs: dict[str, VideoEval] = {}          # per-frame runs that offline methods smooth (also reused when listed themselves)
+    for m in ms:
+        if m.offline and method_label(m.per_frame) not in runs:
+            runs[method_label(m.per_frame)] = evaluate_video(model, root, subset, m.per_frame, keep_predictions=True, **kwargs)
     items, gts, _ = _prepare(root, subset, kwargs.get('limit'), kwargs.get('ids'))
+    out: dict[str, VideoEval] = {}
     for m, lab in zip(ms, labels):
-        if isinstance(m, FrameByFrame): ev = base
-        elif isinstance(m, Filtered):
-            secs = dict(zip(base.table['id'], base.table['seconds']))
-            res = []
-            for it in items:
-                t0 = time.perf_counter()
-                lm = m.filter(base.predictions[it.id])
-                n = len(lm)
-                res.append(TrackResult(it.id, lm, np.zeros((n, 4)), np.full(n, math.nan), np.full(n, math.nan), np.zeros(n, bool),
-                                       np.zeros(n, bool), secs[it.id] + time.perf_counter() - t0))
-            ev = _video_eval(lab, subset, items, gts, res, kwargs.get('nmf_mode', 'official'), True)
-            ev.table['nfe'] = base.table['nfe'].values; ev.nfe = base.nfe
-            ev.table['bootstrapped'] = base.table['bootstrapped'].values
+        if lab in runs: ev = runs[lab]
+        elif m.offline: ev = _smoothed(m, lab, subset, runs[method_label(m.per_frame)], items, gts, kwargs.get('nmf_mode', 'official'))
         else: ev = evaluate_video(model, root, subset, m, keep_predictions=keep, **kwargs)
-        if not keep: ev = dataclasses.replace(ev, predictions=None)
-        out[lab] = ev
+        out[lab] = ev if keep else dataclasses.replace(ev, predictions=None)
     return pd.DataFrame([out[l].summary() for l in labels]), out
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #b4f04ad1
@@ -131,7 +137,7 @@ def alpha_sweep(model: nn.Module, root, subset: str = 'hard', alphas: Sequence[f
     "Eq. 8 over a grid of α (the NME / NMF trade-off curve), plus reference methods (alpha NaN)."
     methods = list(references) + [RwRExact(float(a), max_iter) for a in alphas]
     table, _ = evaluate_methods(model, root, subset, methods, **kwargs)
-    table.insert(1, 'alpha', [m.alpha if isinstance(m, RwRExact) else math.nan for m in map(parse_method, methods)])
+    table.insert(1, 'alpha', [getattr(m, 'alpha', math.nan) for m in map(parse_method, methods)])
     return table
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #cbe88db8

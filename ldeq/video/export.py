@@ -26,6 +26,7 @@ def unroll(model: LDEQ, crop: torch.Tensor, z: torch.Tensor, n: int):
     for _ in range(n): z = model.cell(z, inj)
     return softargmax(z[:, :model.cfg.n_landmarks]), z
 
+# %% ../../nbs/06_video/09_export.ipynb #353f50be
 class FirstFrame(nn.Module):
     "crop (B, 3, S, S) → (landmarks (B, L, 2), z): the stem, then `n_iters` applications of the cell from z₀ = 0 (eq. 2)."
     def __init__(self, model: LDEQ, n_iters: int = 8):
@@ -67,6 +68,7 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], meta:
     for key, v in meta.items(): m.metadata_props.add(key=key, value=v)
     onnx.save(m, str(path))
 
+# %% ../../nbs/06_video/09_export.ipynb #a47ae154
 @torch.no_grad()
 def export_onnx(model: LDEQ, out, first_iters: int = 8, k: int = 2, crop_scale: float = 1.2, opset: int = 17) -> tuple[Path, Path]:
     "Write the RwR step to `out` and the first frame to `first_path(out)`; returns (step, first) paths."

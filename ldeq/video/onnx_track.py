@@ -12,8 +12,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..core.preprocess import bbox_to_affine, crop_image, normalize_array, crop_norm_to_frame
-from ..data.videoio import BoxTracking, as_box, box_from_landmarks, box_problem
-from .detect import NoFaceError
+from ..data.videoio import BoxTracking
+from .boxes import BoxPolicy, bootstrap
 
 # %% auto #0
 __all__ = ['first_path', 'OnnxLDEQ', 'OnnxFrame', 'onnx_track']
@@ -58,33 +58,18 @@ class OnnxFrame:
     seconds: float                # wall time of the frame (crop + solve + map back)
     frame: np.ndarray | None = None   # the RGB frame, with `keep_frames=True`
 
-def _bootstrap(model: OnnxLDEQ, frame, box, tracking: BoxTracking):
-    "Solve from zeros in `box`, refining the box by the landmark extent `bootstrap_iters` times."
-    lm, z = model.predict(frame, box)
-    for _ in range(tracking.bootstrap_iters):
-        nb = box_from_landmarks(lm)
-        if np.isfinite(lm).all() and box_problem(nb, frame.shape, None, tracking) is None: box = nb
-        lm, z = model.predict(frame, box)
-    return lm, z, box
-
 # %% ../../nbs/06_video/08_onnx_track.ipynb #24d056ab
 def onnx_track(model: OnnxLDEQ, frames: Iterable[np.ndarray], init_box=None, detector: Callable | None = None,
                tracking: BoxTracking = BoxTracking(), keep_frames: bool = False) -> Iterator[OnnxFrame]:
-    "Track one video with RwR on onnxruntime; boxes from `init_box`, else `detector(frame)`, then from the landmarks."
-    ref = None if init_box is None else as_box(init_box, 'init_box')
-    lm = z = box = None
+    "Track one video with RwR on onnxruntime; the boxes as `ldeq.video.boxes.BoxPolicy` decides (the PyTorch tracker's policy)."
+    policy, z = BoxPolicy(tracking, None, init_box, detector), None
     for t, frame in enumerate(frames):
         t0 = time.perf_counter()
-        b = None if lm is None else box_from_landmarks(lm)
-        boot = b is None or box_problem(b, frame.shape, box, tracking) is not None
+        box, boot = policy.propose(t, frame)
         if not boot:
-            box = b
             lm, z = model.predict(frame, box, z)
-            boot = not np.isfinite(lm).all()
-        if boot:
-            found = detector(frame) if detector is not None else None
-            ref = found if found is not None else ref
-            if ref is None: raise NoFaceError(f'no face found on frame {t} (and no init_box or earlier box to start from)')
-            lm, z, box = _bootstrap(model, frame, ref, tracking)
+            if not np.isfinite(lm).all(): box, boot = policy.restart(t, frame), True
+        if boot: (lm, z), box = bootstrap(policy, lambda b: model.predict(frame, b), frame, box)
         if not np.isfinite(lm).all(): raise FloatingPointError(f'frame {t}: the ONNX model gave non-finite landmarks')
+        policy.update(lm, box)
         yield OnnxFrame(t, lm, box, boot, time.perf_counter() - t0, frame if keep_frames else None)

@@ -5,6 +5,7 @@
 # %% ../../nbs/06_video/10_track_cli.ipynb #065a08aa
 from __future__ import annotations
 import argparse
+import importlib
 import itertools
 import sys
 import time
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('--rwr', type=int, metavar='K', help='Recurrence without Recurrence with K evaluations of f per frame (default 2)')
     m.add_argument('--rwr-exact', type=float, metavar='ALPHA', help='solve eq. 8 with L-BFGS at this alpha (slow)')
     m.add_argument('--frame-by-frame', action='store_true', help='solve every frame from zeros (no RwR)')
+    m.add_argument('--method', metavar='NAME[:ARGS]', help="any registered temporal method, e.g. 'rwr:3', 'ema:0.3', 'sg:9,2' "
+                   "(ldeq.video.methods; filters smooth the whole trajectory, then the overlay is drawn in a second pass)")
+    p.add_argument('--plugin', action='append', default=[], metavar='MODULE',
+                   help='import MODULE first (a module that registers methods with ldeq.video.methods.register_method); repeatable')
     p.add_argument('--tol', type=float, default=5e-3, help='RwR early-stop tolerance on the relative residual (default 5e-3)')
     p.add_argument('--out', help='overlay video to write (default: VIDEO_STEM.ldeq.mp4 beside the video)')
     p.add_argument('--landmarks', help='.npy for the landmarks (T, L, 2) (default: VIDEO_STEM.ldeq.npy beside the video)')
@@ -84,32 +89,52 @@ def _check_args(parser, a):
         if info.n_frames > 0 and len(boxes) != info.n_frames:
             parser.error(f'--boxes {a.boxes}: {len(boxes)} boxes for a video of {info.n_frames} frames')
     if a.rwr is not None and a.rwr < 1: parser.error(f'--rwr must be >= 1 (evaluations of f per frame), got {a.rwr}')
-    if a.onnx is not None and (a.rwr is not None or a.rwr_exact is not None or a.frame_by_frame or a.boxes is not None):
-        parser.error('--onnx runs the exported RwR step (k fixed at export); --rwr, --rwr-exact, --frame-by-frame and --boxes do not apply')
+    if a.onnx is not None and (a.rwr is not None or a.rwr_exact is not None or a.frame_by_frame or a.method or a.boxes is not None):
+        parser.error('--onnx runs the exported RwR step (k fixed at export); --rwr, --rwr-exact, --frame-by-frame, --method and --boxes do not apply')
     if a.threads is not None and a.threads < 1: parser.error(f'--threads must be >= 1, got {a.threads}')
     return info, boxes, init_box, out, lm
 
 # %% ../../nbs/06_video/10_track_cli.ipynb #b9cc20a7
+def _method(parser, a, model, ckpt):
+    "The method of the flags: --method, --rwr, --rwr-exact, --frame-by-frame; by default RwR (k=2), frame by frame for a model without a fixed point."
+    from ldeq.video.methods import FrameByFrame, RwR, RwRExact, parse_method
+    for name in a.plugin:
+        try: importlib.import_module(name)  # layers: dynamic-ok (a user's module that registers methods)
+        except ImportError as e: parser.error(f'--plugin {name}: {e}')
+    try:
+        method = (parse_method(a.method) if a.method else RwRExact(a.rwr_exact) if a.rwr_exact is not None
+                  else FrameByFrame() if a.frame_by_frame else RwR(a.rwr if a.rwr is not None else 2, a.tol))
+    except (ValueError, TypeError) as e: parser.error(f'--method {a.method}: {e}' if a.method else str(e))
+    try: method.check(model)
+    except TypeError as e:
+        if a.method or a.rwr is not None or a.rwr_exact is not None:
+            parser.error(f'--rwr/--rwr-exact/--method need an LDEQ checkpoint here; {ckpt} holds a {type(model).__name__} ({e})')
+        method = FrameByFrame()
+    return method
+
+def _offline(method, rows, video):
+    "An offline method (a filter), in two passes: the per-frame rows smoothed as one trajectory, then the frames read again."
+    rows = [(r.landmarks, r.box, r.bootstrapped, r.nfe) for r in rows]
+    lm = method.smooth(np.stack([r[0] for r in rows]))
+    return ((f, l, b, boot, nfe) for f, l, (_, b, boot, nfe) in zip(read_frames(video), lm, rows))
+
 def _torch_frames(parser, a, frames, boxes, init_box, detector, tracking, info):
-    "Per-frame (landmarks, box, bootstrapped, nfe) from an ldeq checkpoint on PyTorch; also returns the method's label."
+    "Per-frame (frame, landmarks, box, bootstrapped, nfe) from an ldeq checkpoint on PyTorch, and the method's label."
     from ldeq.models.checkpoint import load_model
-    from ldeq.models.model import LDEQ
-    from ldeq.video.tracking import FrameByFrame, RwR, RwRExact, VideoSource, method_label, track
+    from ldeq.video.methods import method_label
+    from ldeq.video.tracking import VideoSource, track
     ckpt = a.checkpoint or default_checkpoint()
     try: model = load_model(ckpt, a.device)
     except Exception as e: parser.error(f'--checkpoint {ckpt}: {e}')
-    is_ldeq = isinstance(model, LDEQ)
-    if (a.rwr is not None or a.rwr_exact is not None) and not is_ldeq:
-        parser.error(f'--rwr/--rwr-exact need an LDEQ checkpoint; {ckpt} holds a {type(model).__name__}')
-    try: method = (RwRExact(a.rwr_exact) if a.rwr_exact is not None else FrameByFrame() if a.frame_by_frame or not is_ldeq
-                   else RwR(a.rwr if a.rwr is not None else 2, a.tol))
-    except ValueError as e: parser.error(str(e))
+    method = _method(parser, a, model, ckpt)
     set_threads(a.threads, batch=1)
     src = VideoSource(frames, boxes=boxes, init_box=init_box, detector=detector, name=str(a.video))
-    res = track(model, [src], method, 1, tracking, keep_frames=True, progress=not a.no_progress,
+    res = track(model, [src], method.per_frame, 1, tracking, keep_frames=not method.offline, progress=not a.no_progress,
                 total=info.n_frames if info.n_frames > 0 else None)
-    return ((r.frame, r.landmarks, r.box, r.bootstrapped, r.nfe) for r in res), method_label(method)
+    rows = _offline(method, res, a.video) if method.offline else ((r.frame, r.landmarks, r.box, r.bootstrapped, r.nfe) for r in res)
+    return rows, method_label(method)
 
+# %% ../../nbs/06_video/10_track_cli.ipynb #a31731b6
 def _onnx_frames(a, frames, init_box, detector, tracking, info):
     "The same from the `ldeq-export` graphs on onnxruntime (no torch import)."
     from ldeq.video.onnx_track import OnnxLDEQ, onnx_track

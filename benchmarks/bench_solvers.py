@@ -18,7 +18,8 @@ their defaults), the relative residual |f(z) - z| / |f(z)| and the same z0, cell
 f-calls (batched cell evaluations, including the tracked extra step), backward cell evaluations and VJPs, median
 wall times over --repeats runs after one warm-up (ours and torchdeq alternate), the time spent inside f during the
 forward, the gradient error w.r.t. (A or kernel, x) against the reference, and whether the solve converged.
-torch.set_num_threads(2). Usage: python benchmarks/solvers.py [--out out/bench/solvers.json] [--repeats 5]
+torch.set_num_threads(2). Usage: python -m benchmarks.bench_solvers [--out out/bench/solvers.json] [--repeats 5]
+(or python benchmarks/bench_solvers.py ...). Also run_all.py's `solvers` section (`estimate`, `run`, `report` below).
 """
 from __future__ import annotations
 
@@ -32,17 +33,27 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
+
+if __name__ == '__main__' and not __package__:          # started as a file: run as `python -m benchmarks.bench_solvers`
+    import _launch; _launch.as_module(__file__)
 
 import torch
 import torch.nn.functional as Fn
 from torch import nn
 from tqdm.auto import tqdm
 
-from ldeq.deq import DEQ, DEQConfig
-from ldeq.solvers import SolverConfig, solve
+from ldeq.engine.deq import DEQ, DEQConfig
+from ldeq.engine.solvers import SolverConfig, solve
+
+from .bench_context import Context
+from .common import BENCH_DIR, command_line, md_table, yes_no
 
 B = 8
 MAX_ITERS = 100
+# Seconds to build problem A / B / C and its float64 reference on 2 quiet cores (from its recorded wall time minus its
+# timed runs); used for run_all's estimate only.
+SOLVER_SETUP_S = {'A': 10.0, 'B': 7.0, 'C': 16.0}
 
 
 # ----------------------------------------------------------------------------------------------------- problems
@@ -226,6 +237,19 @@ def bench(p: Problem, ref: dict, tol: float, repeats: int, bar) -> dict:
     return out
 
 
+def measure(problems: Sequence[str], tols: Sequence[float], repeats: int, bar, x_scale: float = 0.1) -> list[dict]:
+    "Every problem at every tolerance, ours vs torchdeq (`bench`), with the problem's norm and its reference's residuals."
+    results = []
+    for name in problems:
+        p = make_problem(name, x_scale=x_scale)
+        ref = reference(p)
+        for tol in tols:
+            r = bench(p, ref, tol, repeats, bar)
+            results.append(dict(problem=name, tol=tol, norm=p.norm, norm_note=p.norm_note,
+                                ref_fwd_residual=ref['fwd_residual'], ref_adjoint_residual=ref['adjoint_residual'], **r))
+    return results
+
+
 def table(results: list[dict]) -> str:
     "Markdown table of the results."
     rows = ['| problem | tol | lib | fwd f-calls | bwd f / VJPs | fwd ms | bwd ms | total ms | fwd ms in f | grad rel err | converged fwd/bwd |',
@@ -243,6 +267,60 @@ def table(results: list[dict]) -> str:
     return '\n'.join(rows)
 
 
+# --------------------------------------------------------------------------------------- run_all's solvers section
+def estimate(ctx: Context) -> float:
+    "Seconds: problem set-up + (repeats + warm-up) × both libraries' step times recorded in results/solvers.json."
+    p = ctx.plan
+    f = BENCH_DIR / 'results' / 'solvers.json'
+    step = {}
+    if f.is_file():
+        for r in json.loads(f.read_text())['results']:
+            step[(r['problem'], r['tol'])] = (r['ours']['total_ms'] + r['torchdeq']['total_ms']) / 1e3
+    s = sum(SOLVER_SETUP_S.get(n, 10.0) for n in p.solver_problems)
+    return s + sum((p.solver_repeats + 1) * step.get((n, t), 5.0) for n in p.solver_problems for t in p.solver_tols)
+
+
+def run(ctx: Context) -> dict:
+    "This module's problems, ours vs torchdeq, side by side (CPU)."
+    try: import torchdeq  # noqa: F401
+    except ImportError: raise RuntimeError('the solvers section needs torchdeq: .venv/bin/pip install torchdeq torch==2.13.0') from None
+    p = ctx.plan
+    bar = tqdm(total=len(p.solver_problems) * len(p.solver_tols) * 2 * (p.solver_repeats + 1), desc='solvers', disable=not ctx.progress)
+    results = measure(p.solver_problems, p.solver_tols, p.solver_repeats, bar)
+    bar.close()
+    for r in results:
+        o, t = r['ours'], r['torchdeq']
+        stalled = not t['converged']
+        r['ratios'] = dict(fwd_f=o['fwd_f'] / t['fwd_f'], total_ms=o['total_ms'] / t['total_ms'],
+                           fwd_ms=o['fwd_ms'] / t['fwd_ms'], bwd_ms=o['bwd_ms'] / t['bwd_ms'])
+        r['targets'] = dict(f_evals_le_torchdeq=o['fwd_f'] <= t['fwd_f'], time_le_1x=o['total_ms'] <= t['total_ms'],
+                            converges_where_torchdeq_stalls=(o['converged'] if stalled else None))
+    return dict(device='cpu', batch=B, max_iters=MAX_ITERS, repeats=p.solver_repeats, results=results, table=table(results))
+
+
+def report(s: dict) -> str:
+    "Markdown of the solvers section."
+    rows = []
+    for r in s['results']:
+        o, t, g = r['ours'], r['torchdeq'], r['targets']
+        rows.append([r['problem'], f"{r['tol']:g}", f"{o['fwd_f']} / {t['fwd_f']}", f"{o['total_ms']:.1f} / {t['total_ms']:.1f}",
+                     f"{r['ratios']['total_ms']:.2f}", f"{o['grad_rel_err']:.1e} / {t['grad_rel_err']:.1e}",
+                     f"{'yes' if o['converged'] else 'NO'} / {'yes' if t['converged'] else 'NO'}",
+                     yes_no(g['f_evals_le_torchdeq'] and g['time_le_1x'] and g['converges_where_torchdeq_stalls'] is not False)])
+    ratios = [r['ratios']['total_ms'] for r in s['results']]
+    met = all(r['targets']['f_evals_le_torchdeq'] and r['targets']['time_le_1x']
+              and r['targets']['converges_where_torchdeq_stalls'] is not False for r in s['results'])
+    summary = (f"- ours / torchdeq step time: median ×{statistics.median(ratios):.2f} (×{min(ratios):.2f} – ×{max(ratios):.2f}) "
+               f"over {len(ratios)} cases; target at every case: {yes_no(met)}")
+    return '\n\n'.join([
+        f"A DEQ training step (forward solve + implicit backward), Anderson, batch {s['batch']}, max {s['max_iters']} "
+        f"iterations, median of {s['repeats']} runs after a warm-up; ours / torchdeq side by side. "
+        "Target (issue 2): ours ≤ torchdeq's forward f-evaluations and ≤ 1.0× its median step time, at every case.",
+        md_table(['problem', 'tol', 'fwd f-evals ours / torchdeq', 'step ms ours / torchdeq', 'time ratio',
+                  'grad rel err ours / torchdeq', 'converged ours / torchdeq', 'target'], rows), summary,
+        '<details><summary>Full table (benchmarks/bench_solvers.py format)</summary>\n\n' + s['table'] + '\n\n</details>'])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default='out/bench/solvers.json', help='JSON output path')
@@ -258,22 +336,15 @@ def main(argv=None):
     torch.set_num_threads(2)
     problems, tols = a.problems.split(','), [float(t) for t in a.tols.split(',')]
     load0 = os.getloadavg()
-    results = []
     bar = tqdm(total=len(problems) * len(tols) * 2 * (a.repeats + 1), disable=a.no_progress, desc='solver benchmark')
     t_start = time.time()
-    for name in problems:
-        p = make_problem(name, x_scale=a.x_scale)
-        ref = reference(p)
-        for tol in tols:
-            r = bench(p, ref, tol, a.repeats, bar)
-            results.append(dict(problem=name, tol=tol, norm=p.norm, norm_note=p.norm_note,
-                                ref_fwd_residual=ref['fwd_residual'], ref_adjoint_residual=ref['adjoint_residual'], **r))
+    results = measure(problems, tols, a.repeats, bar, a.x_scale)
     bar.close()
     md = table(results)
     meta = dict(torch=torch.__version__, torchdeq=getattr(torchdeq, '__version__', '0.1.0'), threads=torch.get_num_threads(),
                 batch=B, max_iters=MAX_ITERS, repeats=a.repeats, x_scale=a.x_scale, machine=platform.machine(), cpu_count=os.cpu_count(),
                 loadavg_before=load0, loadavg_after=os.getloadavg(), wall_s=time.time() - t_start,
-                command=' '.join(sys.argv))
+                command=command_line())
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(meta=meta, results=results, table=md), indent=1))

@@ -1,8 +1,8 @@
 """Benchmark of issue 6 (not a test; writes JSON): frame-by-frame vs Recurrence without Recurrence vs the EMA grid.
 
 On the hard and easy videos of a WFLW-V-layout root (by default the embedded synthetic set, generated on first use
-with `ldeq.synth.ensure_synthetic`), with any checkpoint (`--checkpoint`: the demo LDEQ, a published
-LDEQ, or anything `ldeq.checkpoint.load_model` reads), this measures per subset:
+with `ldeq.faces.synth.ensure_synthetic`), with any checkpoint (`--checkpoint`: the demo LDEQ, a published
+LDEQ, or anything `ldeq.models.checkpoint.load_model` reads), this measures per subset:
 
 - frame-by-frame: the model's own solve from z = 0 on every frame (its solver, max_iters, tolerance);
 - RwR (`--rwr-k`, default 2, paper sec. 6.2): warm start from the previous frame, <= k evaluations of f, adaptive stop;
@@ -15,8 +15,9 @@ time of tracking them (reading and decoding frames, cropping, the model; batches
 mean number of evaluations of f (the LDEQ cell) per frame. The issue's targets are checked and reported, not enforced:
 RwR >= 2x the frames/s of frame-by-frame at NME within +1%, and NMF on hard at least 10% lower.
 
-Usage: python benchmarks/video.py --checkpoint CKPT [--root ROOT] [--subsets hard easy] [--rwr-k 2]
+Usage: python -m benchmarks.video_methods --checkpoint CKPT [--root ROOT] [--subsets hard easy] [--rwr-k 2]
        [--batch-size 4] [--limit N] [--threads N] [--exact-alphas 1 100] [--out out/bench/video.json]
+       (or python benchmarks/video_methods.py ...: the same)
 """
 from __future__ import annotations
 
@@ -31,18 +32,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldeq.filters import EMA, EMA_PAPER_WEIGHTS, select_setting
-from ldeq.model import LDEQ
-from ldeq.checkpoint import load_model
-from ldeq.tracking import FrameByFrame, RwR, RwRExact, VideoSource, method_label, track
-from ldeq.video import read_frames
-from ldeq.data import wflwv_items
-from ldeq.video_eval import evaluate_methods
+from ldeq.video.filters import EMA, EMA_PAPER_WEIGHTS, select_setting
+from ldeq.models.model import LDEQ
+from ldeq.models.checkpoint import load_model
+from ldeq.video.methods import FrameByFrame, RwR, RwRExact, method_label
+from ldeq.video.tracking import VideoSource, track
+from ldeq.data.videoio import read_frames
+from ldeq.data.formats import wflwv_items
+from ldeq.video.evaluate import evaluate_methods
 
 
 def default_root() -> Path:
-    "The embedded synthetic WFLW-V root (its videos generated on first use), from ldeq.synth."
-    from ldeq.synth import ensure_synthetic
+    "The embedded synthetic WFLW-V root (its videos generated on first use), from ldeq.faces.synth."
+    from ldeq.faces.synth import ensure_synthetic
     return ensure_synthetic(parts=['videos']).wflw_v
 
 
@@ -93,7 +95,7 @@ def run_subset(model, root: Path, subset: str, a) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--checkpoint', required=True, help='model checkpoint (ldeq format or the published LDEQ format)')
-    p.add_argument('--root', help='WFLW-V-layout root (default: the embedded synthetic set from ldeq.data)')
+    p.add_argument('--root', help='WFLW-V-layout root (default: the embedded synthetic set from ldeq.faces.synth)')
     p.add_argument('--subsets', nargs='+', default=['hard', 'easy'], choices=['hard', 'easy', 'full'])
     p.add_argument('--rwr-k', type=int, default=2, help='RwR evaluations of f per frame (paper: 2)')
     p.add_argument('--tol', type=float, default=5e-3, help='RwR adaptive-stop tolerance (relative residual)')
