@@ -3,8 +3,10 @@
 
 For each configuration and each of the first `--clips` clips of a WFLW-V subset (`--subset`, default hard) (default: the synthetic one),
 `ldeq.video.diagnostics.clip_diagnostics` runs over `--frames` consecutive frames from `--start` (crops in the ground-truth
-boxes, as WFLW-V's are): per frame, the NME gap between warm- and cold-started converged solves (> 1% = more than one
-reachable fixed point), the residual after k = 1, 2, 3 warm steps, and the contraction ρ(∂f/∂z) at z*.
+boxes, as WFLW-V's are): per frame, the NME gap between warm- and cold-started solves run to relative residual 1e-5,
+each solve's final residual (a frame counts as having two fixed points only when the gap is > 1% and both solves
+converged; frames where a solve stopped at its cap are counted apart as unconverged), the residual after k = 1, 2, 3
+warm steps, and the contraction ρ(∂f/∂z) at z*.
 
 Configurations: every `--models` checkpoint (training length: e.g. 3, 6 and 30 epochs) at its own T and solver; the
 last of them also at each `--temperatures` (T changed at test time, not retrained) and with fixed-point iteration as
@@ -51,7 +53,8 @@ def run_config(name, model, crops: dict, method: str | None, power_iters: int, s
     rows = []
     for cid, d in zip(crops, ds):
         rows += [dict(r, frame=r['frame'] + start) for r in d.rows(config=name, clip=cid)]
-        print(f'  {name} {cid}: gap>1% {d.multi_fixed_point_fraction():.0%}, rho median {float(d.contraction.median()):.2f}', flush=True)
+        print(f'  {name} {cid}: two fixed points {d.multi_fixed_point_fraction():.0%}, unconverged {d.unconverged_fraction():.0%}, '
+              f'rho median {float(d.contraction.median()):.2f}', flush=True)
     print(f'  {name}: {time.perf_counter() - t0:.0f} s for {len(crops)} clips', flush=True)
     return rows
 

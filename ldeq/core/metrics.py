@@ -4,6 +4,7 @@
 
 # %% ../../nbs/00_core/05_metrics.ipynb #7f42ce06
 from __future__ import annotations
+import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -190,15 +191,21 @@ class NMFSplit:
     "A video's NMF (eq. 11) split into flicker (low-passed error) and jitter (what the low-pass removed)."
     nmf: float
     flicker: float
-    jitter: float
+    jitter: float                 # √(NMF² − flicker²), the quadrature remainder (0 if NMF² < flicker²)
+    high: float = math.nan        # the NMF of the high-passed error, computed directly (what the low-pass removed)
 
     @property
     def jitter_share(self) -> float: return self.jitter ** 2 / self.nmf ** 2 if self.nmf > 0 else 0.0
+
+    @property
+    def cross_share(self) -> float:
+        "(NMF² − flicker² − high²) / NMF²: 0 where the quadrature split is exact; what the clamp of `jitter` would hide."
+        return (self.nmf ** 2 - self.flicker ** 2 - self.high ** 2) / self.nmf ** 2 if self.nmf > 0 else 0.0
 
 # %% ../../nbs/00_core/05_metrics.ipynb #f17f3a34
 def nmf_split(pred, gt, fps: float, cutoff_hz: float = 2.5, ref_size: float = 256.0) -> NMFSplit:
     "Split the video NMF of `pred` into flicker and jitter with an ideal zero-phase low-pass of the error."
     p, g = _check_landmarks(pred, gt)
-    nmf = video_nmf(p, g, ref_size)
-    flick = video_nmf(g - lowpass_zero_phase(g - p, fps, cutoff_hz), g, ref_size)
-    return NMFSplit(nmf, flick, float(np.sqrt(max(nmf ** 2 - flick ** 2, 0.0))))
+    nmf, low = video_nmf(p, g, ref_size), lowpass_zero_phase(g - p, fps, cutoff_hz)
+    flick, high = video_nmf(g - low, g, ref_size), video_nmf(g - ((g - p) - low), g, ref_size)
+    return NMFSplit(nmf, flick, float(np.sqrt(max(nmf ** 2 - flick ** 2, 0.0))), high)

@@ -23,6 +23,7 @@ def smoothstep(e0, e1, x):
     t = np.clip((np.asarray(x, dtype=np.float64) - e0) / (e1 - e0), 0, 1)
     return t * t * (3 - 2 * t)
 
+# %% ../../nbs/04_faces/00_face.ipynb #4d0d06cc
 def catmull_rom(points, n: int = 8, closed: bool = False) -> np.ndarray:
     "Sample a Catmull-Rom spline through `points` (K, 2) with `n` samples per segment."
     p = np.asarray(points, dtype=np.float64)
@@ -36,6 +37,7 @@ def catmull_rom(points, n: int = 8, closed: bool = False) -> np.ndarray:
     if not closed: out.append(p[-1:])
     return np.concatenate(out)
 
+# %% ../../nbs/04_faces/00_face.ipynb #e99097f1
 def resample_arclength(curve, n: int) -> np.ndarray:
     "Resample a polyline (K, 2) into `n` points equally spaced along its length (end points kept)."
     c = np.asarray(curve, dtype=np.float64)

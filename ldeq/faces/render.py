@@ -26,11 +26,13 @@ def grid_triangles(rows: int, cols: int) -> np.ndarray:
     a, b, d, e = r * cols + c, r * cols + c + 1, (r + 1) * cols + c, (r + 1) * cols + c + 1
     return np.concatenate([np.stack([a, b, e], -1).reshape(-1, 3), np.stack([a, e, d], -1).reshape(-1, 3)]).astype(np.int32)
 
+# %% ../../nbs/04_faces/01_render.ipynb #211a553e
 def grid_normals(P: np.ndarray) -> np.ndarray:
     "Unit normals (rows, cols, 3) of a grid surface, d/drow × d/dcol (outward for the meshes built here)."
     n = np.cross(np.gradient(P, axis=0), np.gradient(P, axis=1))
     return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
 
+# %% ../../nbs/04_faces/01_render.ipynb #7b2d7637
 def rasterize(xy: np.ndarray, depth: np.ndarray, tris: np.ndarray, shape, cull: bool = True):
     "Visible surface of a mesh: (flat pixel indices, triangle index, barycentric weights (K, 3)) per covered pixel."
     H, W = shape

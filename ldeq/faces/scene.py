@@ -64,9 +64,9 @@ def render_background(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
     img += rng.normal(0, 2.0, (H, W, 1)).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
+# %% ../../nbs/04_faces/02_scene.ipynb #919eb039
 OCCLUDER_KINDS = ('hand', 'bar', 'microphone', 'mask', 'phone', 'cup')
 
-# %% ../../nbs/04_faces/02_scene.ipynb #919eb039
 @dataclass
 class Occluder:
     "An object drawn over the face; position (u, v) and size in units of the landmark box (0..1 across it)."
@@ -281,6 +281,8 @@ HAIR_COLORS = np.array([[25, 20, 18], [55, 38, 25], [95, 65, 40], [150, 110, 65]
                         [160, 160, 160], [225, 220, 210]], np.float64)
 IRIS_COLORS = np.array([[70, 45, 25], [110, 75, 40], [60, 100, 140], [80, 120, 80], [120, 120, 110]], np.float64)
 LIPSTICKS = np.array([[190, 30, 60], [160, 20, 40], [220, 80, 120], [120, 30, 50], [200, 60, 40]], np.float64)
+
+# %% ../../nbs/04_faces/02_scene.ipynb #393a363b
 POSE_LIMITS = (40.0, 25.0, 30.0)             # |yaw|, |pitch|, |roll| above which a pose is large
 ATTRIBUTE_PROBS = (0.18, 0.2, 0.25, 0.15, 0.3, 0.25)
 
@@ -374,10 +376,10 @@ def sample_light(rng: np.random.Generator, extreme: bool) -> Light:
     return Light(unit([rng.uniform(-0.8, 0.8), rng.uniform(-0.6, 0.3), -0.8]), 1.1, 0.18, tuple(float(v) for v in c),
                  tuple(float(v) for v in c[::-1]), exposure=float(rng.uniform(0.8, 1.1)))
 
+# %% ../../nbs/04_faces/02_scene.ipynb #2137892b
 OCCLUDER_TARGETS = {'mouth': (0.5, 0.8), 'jaw_left': (0.15, 0.87), 'jaw_right': (0.85, 0.87), 'eye_left': (0.28, 0.36),
                     'eye_right': (0.72, 0.36), 'cheek_left': (0.2, 0.58), 'cheek_right': (0.8, 0.58), 'nose': (0.5, 0.56)}
 
-# %% ../../nbs/04_faces/02_scene.ipynb #2137892b
 def sample_occluder(rng: np.random.Generator, kind: Optional[str] = None, region: Optional[str] = None) -> Occluder:
     "An occluder of `kind` (random if None) over a face `region` of OCCLUDER_TARGETS (random if None)."
     kind = kind or str(rng.choice(OCCLUDER_KINDS, p=[0.35, 0.2, 0.15, 0.12, 0.1, 0.08]))

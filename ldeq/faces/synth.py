@@ -78,6 +78,7 @@ def _indexed(args):
     fn, i, job = args
     return i, fn(job)
 
+# %% ../../nbs/04_faces/03_synth.ipynb #bf5f10a2
 def pool_map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
     "Map `fn` over `jobs` in order, in `workers` processes (spawned; forked for functions of `__main__`) or inline for workers <= 1."
     bar = tqdm_bar(total=len(jobs), desc=desc, disable=not progress)
@@ -171,6 +172,7 @@ CLIP_OCCLUDER_KINDS = {'hand': 0.4, 'bar': 0.15, 'microphone': 0.15, 'phone': 0.
 CLIP_OCCLUDER_REGIONS = {'mouth': 0.3, 'jaw_left': 0.15, 'jaw_right': 0.15, 'eye_left': 0.1, 'eye_right': 0.1,
                          'cheek_left': 0.1, 'cheek_right': 0.1}
 
+# %% ../../nbs/04_faces/03_synth.ipynb #c455e155
 def _occluder_track(rng, tt, T, kind, lms, image_size, min_cover: float = 0.15, tries: int = 8, envelope=None,
                     regions: dict = CLIP_OCCLUDER_REGIONS):
     "Per-frame occluders that sweep in, hold over a face region (covering >= `min_cover` of the landmarks) and maybe leave, or follow `envelope` (None where it is 0)."
@@ -316,6 +318,7 @@ def stretch_envelope(rng: np.random.Generator, T: int, fps: float, min_frac: flo
 # %% ../../nbs/04_faces/03_synth.ipynb #0139c39f
 POOL_OCCLUDER_REGIONS = {'mouth': 0.5, 'jaw_left': 0.25, 'jaw_right': 0.25}
 
+# %% ../../nbs/04_faces/03_synth.ipynb #07b4e69a
 def _pool_events(rng: np.random.Generator, difficulty: float) -> tuple:
     "The ambiguity events of a pool clip: none below difficulty 0.15, then up to three, each more likely as it rises."
     ramp = lambda lo, hi: float(np.clip((difficulty - lo) / (hi - lo), 0, 1))
@@ -388,6 +391,7 @@ class VideosConfig:
     fps: float = 25.0
     seed: int = 0
 
+# %% ../../nbs/04_faces/03_synth.ipynb #e1b77542
 @dataclass
 class SelectedVideosConfig:
     "The clips of a pool kept as hard and easy (pool indices, chosen by ensemble disagreement in `ldeq.video.selection`)."
@@ -411,11 +415,13 @@ class SelectedVideosConfig:
         if n < 1: raise ValueError(f'SelectedVideosConfig.head: n must be >= 1, got {n}')
         return SelectedVideosConfig(self.pool, self.hard[:n], self.easy[:n])
 
+# %% ../../nbs/04_faces/03_synth.ipynb #6666ef86
 def video_ids(cfg: VideosConfig | SelectedVideosConfig) -> tuple[list[str], list[str]]:
     "The hard and easy clip IDs of a video set (a selected pool's clips keep their pool IDs)."
     if isinstance(cfg, SelectedVideosConfig): return [f'pool_{i:04d}' for i in cfg.hard], [f'pool_{i:04d}' for i in cfg.easy]
     return [f'synth_hard_{i:03d}' for i in range(cfg.n_hard)], [f'synth_easy_{i:03d}' for i in range(cfg.n_easy)]
 
+# %% ../../nbs/04_faces/03_synth.ipynb #9dfd82f7
 def make_clip_spec(cfg: VideosConfig | SelectedVideosConfig, hard: bool, index: int) -> ClipSpec:
     "The clip `index` of the hard or easy half, deterministic in (seed, half, index), or in (pool seed, pool index)."
     if isinstance(cfg, SelectedVideosConfig):
@@ -424,6 +430,7 @@ def make_clip_spec(cfg: VideosConfig | SelectedVideosConfig, hard: bool, index: 
     rng = np.random.default_rng([cfg.seed, 2 if hard else 3, int(index)])
     return sample_clip(rng, clip_id, hard, cfg.n_frames, (cfg.image_size, cfg.image_size), cfg.fps)
 
+# %% ../../nbs/04_faces/03_synth.ipynb #d09d8706
 def _clip_job(args) -> dict:
     "Worker: render one clip and write its video, landmarks and boxes."
     cfg, hard, index, root = args
@@ -437,6 +444,7 @@ def _clip_job(args) -> dict:
     WFLWVWriter(root).write_clip(spec.clip_id, frames(), spec.landmarks, spec.bboxes, spec.fps)
     return dict(id=spec.clip_id, hard=spec.hard, factors=list(spec.factors), difficulty=spec.difficulty, occluded_fraction=occl)
 
+# %% ../../nbs/04_faces/03_synth.ipynb #8ad28d80
 def generate_videos(root, cfg: VideosConfig | SelectedVideosConfig = VideosConfig(), workers: int = 2, progress: bool = True) -> Path:
     "Write the synthetic clips in the WFLW-V layout under `root`."
     root = Path(root)
@@ -528,6 +536,7 @@ def one_half(cfg: VideosConfig | SelectedVideosConfig, half: str) -> VideosConfi
     if isinstance(cfg, SelectedVideosConfig): return replace(cfg, **{('easy' if half == 'hard' else 'hard'): ()})
     return replace(cfg, **{('n_easy' if half == 'hard' else 'n_hard'): 0})
 
+# %% ../../nbs/04_faces/03_synth.ipynb #e33dc7a1
 def ensure_synthetic(root=None, config: SyntheticConfig | None = None, parts: Sequence[str] = ('stills', 'videos'),
                      workers: int = 2, progress: bool = True, wait_s: float = 1800.0) -> SyntheticPaths:
     "Paths of the synthetic benchmark under `root` (default: `default_synthetic_root()`), generating missing parts."

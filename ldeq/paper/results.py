@@ -497,7 +497,7 @@ def nmf_split_table(models: dict[str, nn.Module], root, subsets: Sequence[str] =
                 clip = load_clip(root, vid, check_count=False)
                 sp = nmf_split(pred, clip.landmarks, video_info(clip.video).fps, cutoff_hz)
                 rows.append(dict(model=_label(kind), subset=s, id=vid, nmf=sp.nmf, flicker=sp.flicker, jitter=sp.jitter,
-                                 jitter_share=sp.jitter_share))
+                                 jitter_share=sp.jitter_share, jitter_direct=sp.high, cross_share=sp.cross_share))
     return pd.DataFrame(rows)
 
 # %% ../../nbs/07_paper/00_results.ipynb #6012162b

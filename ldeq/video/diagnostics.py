@@ -16,8 +16,8 @@ from ..engine.solvers import SolverConfig
 from ..core.wflw import OUTER_EYE_CORNERS
 
 # %% auto #0
-__all__ = ['converged_solver', 'solve', 'landmark_gap', 'fixed_point_gap', 'warm_residuals', 'contraction', 'ClipDiagnostics',
-           'clip_diagnostics', 'summarise_diagnostics', 'plot_diagnostics', 'plot_clip_diagnostics']
+__all__ = ['converged_solver', 'solve', 'landmark_gap', 'FixedPointGap', 'fixed_point_gap', 'warm_residuals', 'contraction',
+           'ClipDiagnostics', 'clip_diagnostics', 'summarise_diagnostics', 'plot_diagnostics', 'plot_clip_diagnostics']
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #dc2ce445
 def converged_solver(model: LDEQ, tol: float = 1e-5, max_iters: int = 200) -> SolverConfig:
@@ -39,10 +39,29 @@ def landmark_gap(model: LDEQ, z: torch.Tensor, z_ref: torch.Tensor) -> torch.Ten
     return 100 * (l - lr).norm(dim=-1).mean(-1) / ((lr[:, a] - lr[:, b]).norm(dim=-1) + 1e-9)
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #29181f56
+@dataclass
+class FixedPointGap:
+    "Warm- vs cold-started solves of a batch of frames: their landmark gap and whether each solve converged."
+    gap: torch.Tensor              # (B,) NME % between the warm and the cold solution's landmarks
+    warm_residual: torch.Tensor    # (B,) relative residual the warm-started solve ended at
+    cold_residual: torch.Tensor    # (B,) the same for the cold (zeros) start
+    tol: float                     # the tolerance both were solved to
+
+    @property
+    def converged(self) -> torch.Tensor:
+        "Both solves reached `tol` (only then is the gap one between two fixed points)."
+        return (self.warm_residual < self.tol) & (self.cold_residual < self.tol)
+
+    def two_fixed_points(self, threshold: float = 1.0) -> torch.Tensor:
+        "Frames with two different fixed points: gap above `threshold` % with both solves converged."
+        return (self.gap > threshold) & self.converged
+
+# %% ../../nbs/06_video/06_diagnostics.ipynb #455da13c
 @torch.no_grad()
-def fixed_point_gap(model: LDEQ, x: torch.Tensor, z_prev: torch.Tensor, tol: float = 1e-5, max_iters: int = 200) -> torch.Tensor:
-    "Per-sample NME (%) between the landmarks of z* solved from `z_prev` and from zeros, over the cold landmarks' inter-ocular distance."
-    return landmark_gap(model, solve(model, x, z_prev, tol, max_iters)[0], solve(model, x, None, tol, max_iters)[0])
+def fixed_point_gap(model: LDEQ, x: torch.Tensor, z_prev: torch.Tensor, tol: float = 1e-5, max_iters: int = 200) -> FixedPointGap:
+    "Solve from `z_prev` and from zeros to `tol`; the landmark gap (NME % over the cold landmarks' inter-ocular distance) and both residuals."
+    (zw, sw), (zc, sc) = solve(model, x, z_prev, tol, max_iters), solve(model, x, None, tol, max_iters)
+    return FixedPointGap(landmark_gap(model, zw, zc), sw.residual.float(), sc.residual.float(), tol)
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #f0de294a
 @torch.no_grad()
@@ -75,17 +94,30 @@ def contraction(model: LDEQ, x: torch.Tensor, z_star: torch.Tensor, iters: int =
 @dataclass
 class ClipDiagnostics:
     "Per-frame diagnostics of one clip (frames 1..N-1)."
-    gap: torch.Tensor          # (N-1,) NME % between warm- and cold-started converged solves
-    residual: dict             # k -> (N-1,) residual after k warm steps from z*ₙ₋₁
-    contraction: torch.Tensor  # (N-1,) dominant |eigenvalue| of ∂f/∂z at the warm-started z*
+    gap: torch.Tensor            # (N-1,) NME % between warm- and cold-started solves
+    residual: dict               # k -> (N-1,) residual after k warm steps from z*ₙ₋₁
+    contraction: torch.Tensor    # (N-1,) dominant |eigenvalue| of ∂f/∂z at the warm-started z*
+    warm_residual: torch.Tensor  # (N-1,) residual the warm-started solve ended at
+    cold_residual: torch.Tensor  # (N-1,) residual the cold-started solve ended at
+    tol: float = 1e-5            # the tolerance both were solved to
+
+    @property
+    def converged(self) -> torch.Tensor:
+        "Frames where both solves reached `tol`."
+        return (self.warm_residual < self.tol) & (self.cold_residual < self.tol)
 
     def multi_fixed_point_fraction(self, threshold: float = 1.0) -> float:
-        "Fraction of frames where warm and cold fixed points differ by more than `threshold` % NME."
-        return float((self.gap > threshold).float().mean())
+        "Fraction of frames with two fixed points: gap above `threshold` % and both solves converged."
+        return float(((self.gap > threshold) & self.converged).float().mean())
+
+    def unconverged_fraction(self) -> float:
+        "Fraction of frames where a solve stopped short of `tol` (no verdict on their fixed points)."
+        return float((~self.converged).float().mean())
 
     def rows(self, **keys) -> list[dict]:
-        "One dict per frame (frame = 1..N-1): `keys`, gap, contraction and res<k> for each k."
-        return [dict(keys, frame=i + 1, gap=float(self.gap[i]), contraction=float(self.contraction[i]),
+        "One dict per frame (frame = 1..N-1): `keys`, gap, both residuals, converged, contraction and res<k> for each k."
+        return [dict(keys, frame=i + 1, gap=float(self.gap[i]), warm_res=float(self.warm_residual[i]),
+                     cold_res=float(self.cold_residual[i]), converged=bool(self.converged[i]), contraction=float(self.contraction[i]),
                      **{f'res{k}': float(v[i]) for k, v in self.residual.items()}) for i in range(len(self.gap))]
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #f8d567b7
@@ -93,26 +125,31 @@ def clip_diagnostics(model: LDEQ, crops: torch.Tensor, ks=(1, 2, 3), power_iters
     "Diagnostics of a clip from its RwR crops (N, 3, S, S), or a list of them for C clips side by side (C, N, 3, S, S)."
     one = crops.dim() == 4
     c = crops[None] if one else crops
-    gaps, res, rhos = [], {k: [] for k in ks}, []
+    gaps, res, rhos, wr, cr = [], {k: [] for k in ks}, [], [], []
     z_prev, _ = solve(model, c[:, 0])
     for n in range(1, c.shape[1]):
         x = c[:, n]
         for k, v in warm_residuals(model, x, z_prev, ks).items(): res[k].append(v)
-        z_warm, z_cold = solve(model, x, z_prev)[0], solve(model, x)[0]
-        gaps.append(landmark_gap(model, z_warm, z_cold))
+        (z_warm, sw), (z_cold, sc) = solve(model, x, z_prev), solve(model, x)
+        gaps.append(landmark_gap(model, z_warm, z_cold)); wr.append(sw.residual.float()); cr.append(sc.residual.float())
         rhos.append(contraction(model, x, z_warm, power_iters))
         z_prev = z_warm
-    g, r, rho = torch.stack(gaps, 1), {k: torch.stack(v, 1) for k, v in res.items()}, torch.stack(rhos, 1)
-    out = [ClipDiagnostics(g[i], {k: v[i] for k, v in r.items()}, rho[i]) for i in range(len(c))]
+    g, r, rho, w, co = torch.stack(gaps, 1), {k: torch.stack(v, 1) for k, v in res.items()}, torch.stack(rhos, 1), torch.stack(wr, 1), torch.stack(cr, 1)
+    out = [ClipDiagnostics(g[i], {k: v[i] for k, v in r.items()}, rho[i], w[i], co[i]) for i in range(len(c))]
     return out[0] if one else out
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #7f9db160
 def summarise_diagnostics(df: pd.DataFrame, by: str = 'config') -> pd.DataFrame:
-    "Per group of per-frame rows: frames, fraction with gap > 1%, gap median / max, median residual per k, ρ median / max."
+    "Per group of per-frame rows: frames, unconverged and two-fixed-point fractions, gap median / max over converged frames, residuals, ρ."
     g = df.groupby(by, sort=False)
-    ks = sorted(int(c[3:]) for c in df.columns if c.startswith('res'))
-    return pd.DataFrame({'frames': g.size(), 'gap>1% (frac)': g['gap'].apply(lambda s: (s > 1).mean()),
-                         'gap median %': g['gap'].median(), 'gap max %': g['gap'].max(),
+    ks = sorted(int(c[3:]) for c in df.columns if c.startswith('res') and c[3:].isdigit())
+    conv = lambda d: d[d['converged']]
+    return pd.DataFrame({'frames': g.size(), 'unconverged (frac)': g['converged'].apply(lambda s: 1 - s.mean()),
+                         'two fixed points (frac)': g.apply(lambda d: ((d['gap'] > 1) & d['converged']).mean(), include_groups=False),
+                         'gap>1%, unconverged (frac)': g.apply(lambda d: ((d['gap'] > 1) & ~d['converged']).mean(), include_groups=False),
+                         'gap median %': g['gap'].median(),
+                         'gap max % (converged)': g.apply(lambda d: conv(d)['gap'].max(), include_groups=False),
+                         'warm res max': g['warm_res'].max(),
                          **{f'res k={k}': g[f'res{k}'].median() for k in ks},
                          'rho median': g['contraction'].median(), 'rho max': g['contraction'].max()})
 
