@@ -57,11 +57,13 @@ class _ImplicitGrad(torch.autograd.Function):
         if ctx.holder is not None: ctx.holder.last_bwd_stats = stats
         return g, None, None, None
 
+# %% ../../nbs/01_engine/01_deq.ipynb #0a3bca5d
 def _in_functorch() -> bool:
     "Whether we run inside a torch.func transform (grad, vjp, vmap, ...)."
     try: return torch._C._functorch.peek_interpreter_stack() is not None
     except AttributeError: return False
 
+# %% ../../nbs/01_engine/01_deq.ipynb #cc6a3dbc
 def _autograd_vjp(y: Tensor, z: Tensor) -> Callable[[Tensor], Tensor]:
     "u -> uᵀ ∂y/∂z through the existing graph of y (kept for reuse)."
     def vjp(u: Tensor) -> Tensor:

@@ -178,6 +178,7 @@ def _start(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig, who: st
         return F.reshape(B, D) if F.dtype == X.dtype else F.reshape(B, D).to(X.dtype)  # e.g. under autocast
     return fl, X0, _Tracker(X0, cfg)
 
+# %% ../../nbs/01_engine/00_solvers.ipynb #2741c03c
 def _nothing_to_do(z0: Tensor, cfg: SolverConfig) -> bool:
     "True when no evaluation is allowed or needed (max_iters = 0 or an empty batch)."
     return cfg.max_iters == 0 or z0.shape[0] == 0
@@ -195,6 +196,7 @@ def _fpi(f, z0: Tensor, cfg: SolverConfig):
         tr.best_F = None
     return tr.result(z0.shape)
 
+# %% ../../nbs/01_engine/00_solvers.ipynb #84531200
 def fixed_point_iter(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
     "Solve z = f(z) from `z0` by (damped) fixed-point iteration, per sample."
     with torch.no_grad(): z, _, stats = _fpi(f, z0, cfg)
@@ -296,6 +298,7 @@ def _broyden(f, z0: Tensor, cfg: SolverConfig):
         X, G_prev = X_new, G
     return tr.result(z0.shape)
 
+# %% ../../nbs/01_engine/00_solvers.ipynb #74c5513e
 def broyden(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
     "Solve z = f(z) from `z0` by limited-memory Broyden (memory m, unit steps), per sample."
     with torch.no_grad(): z, _, stats = _broyden(f, z0, cfg)
@@ -310,6 +313,7 @@ def solve_fz(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tu
     with torch.no_grad(): z, fz, stats = _SOLVERS[cfg.method](f, z0, cfg)
     return z, (None if cfg.at_cap == 'image' else fz), stats
 
+# %% ../../nbs/01_engine/00_solvers.ipynb #94079de2
 def solve(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig) -> tuple[Tensor, SolverStats]:
     "Solve z = f(z) from `z0` per sample with the solver `cfg.method`; return (z, stats)."
     z, _, stats = solve_fz(f, z0, cfg)
@@ -336,6 +340,7 @@ def _published_update(tr: _Tracker, X: Tensor, F: Tensor, r: Tensor) -> bool:
     if bool(mean < cfg.tol): tr.converged.fill_(True); return False
     return True
 
+# %% ../../nbs/01_engine/00_solvers.ipynb #c2ded0ed
 def _published_broyden_halt(tr: _Tracker) -> bool:
     "The published Broyden's other stops: no progress over 30 steps, or a residual 1e3× (abs: 1e6×) its first one."
     t = tr.means

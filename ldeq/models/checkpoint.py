@@ -99,6 +99,7 @@ def check_state_dict(model: nn.Module, state_dict: dict, source: str = 'checkpoi
                                                           ('mis-shaped keys', shapes), ('non-tensor values', not_tensor)) if v]
     if problems: raise CheckpointError(f'{source} does not fit the model: ' + '; '.join(problems))
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #0cbb7222
 def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = 'checkpoint') -> nn.Module:
     "Check every key and shape (`check_state_dict`), then `load_state_dict(strict=True)`."
     check_state_dict(model, state_dict, source)
@@ -150,16 +151,19 @@ def official_to_evals(solver: str, max_iters: int, extra_step: bool = True) -> i
     if max_iters < 1: raise CheckpointError(f'official max_iters must be >= 1 (the published {solver} needs one loop step), got {max_iters}')
     return PUBLISHED_PRELOOP[solver] + max_iters + int(extra_step)
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #7fd0871d
 def evals_to_official(solver: str, evals: int, extra_step: bool = True) -> int:
     "The official `max_iters` whose forward makes `evals` evaluations of f with `solver` (inverse of `official_to_evals`)."
     n = evals - PUBLISHED_PRELOOP[solver] - int(extra_step)
     if n < 1: raise CheckpointError(f'{evals} evaluations cannot be expressed as an official {solver} max_iters (it needs >= {evals - n + 1})')
     return n
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #c22de456
 def _solver_evals(solver: str, max_iters: int, semantics: str) -> int:
     "`SolverConfig.max_iters` for the official `max_iters`: the published solver's evaluations (fpi: one more for 'ldeq')."
     return official_to_evals(solver, max_iters, extra_step=False) + int(solver == 'fpi' and semantics == 'ldeq')
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #6012be97
 def _official_max_iters(solver: str, evals: int, semantics: str) -> int:
     "The official `max_iters` of `SolverConfig(method=solver, max_iters=evals, semantics=semantics)` (inverse of `_solver_evals`)."
     return evals_to_official(solver, evals - int(solver == 'fpi' and semantics == 'ldeq'), extra_step=False)
@@ -186,10 +190,12 @@ def official_args(cfg: LDEQConfig) -> argparse.Namespace:
         take_one_less_inference_step=not cfg.extra_step, JFB=cfg.deq.backward == 'jfb', z0_mode='zeros',
         ldeq_semantics=f.semantics)
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #d81abdfc
 def save_official(model: LDEQ, path) -> Path:
     "Write `{'args': Namespace, 'state_dict': …}` as the published checkpoints (atomically)."
     return atomic_torch_save({'args': official_args(model.cfg), 'state_dict': model.state_dict()}, path)
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #4baf0768
 def load_official(path, map_location='cpu') -> LDEQ:
     "Load a published-format checkpoint (weights_only, Namespace allow-listed) strictly into a new LDEQ, in eval mode."
     ck = safe_torch_load(path, map_location, allow=[argparse.Namespace])
@@ -367,6 +373,7 @@ def _pickle_globals(path) -> set[str]:
         elif isinstance(arg, str): strings.append(arg)
     return out
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #3062efd5
 def checkpoint_format(path) -> str:
     "'official' for a published-format checkpoint (its pickle names argparse.Namespace), else 'ldeq'; nothing is unpickled."
     p = Path(path)
@@ -374,6 +381,7 @@ def checkpoint_format(path) -> str:
     try: return 'official' if 'argparse.Namespace' in _pickle_globals(p) else 'ldeq'
     except (zipfile.BadZipFile, ValueError, EOFError, OSError): return 'ldeq'   # not a torch zip: load_checkpoint says what it is
 
+# %% ../../nbs/02_models/02_checkpoint.ipynb #f50e9dd6
 def load_model(path, map_location='cpu', expect=None) -> nn.Module:
     "A model for inference (eval mode) from either format: the published LDEQ one, or ldeq's (any registered kind, `expect` checked)."
     if checkpoint_format(path) == 'official':

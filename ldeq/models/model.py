@@ -51,6 +51,7 @@ def hourglass_widths(base_width: int, width_increment: int, depth: int = 4) -> t
     "Channel widths w_0..w_depth = base + k·increment of the hourglass levels."
     return tuple(base_width + k * width_increment for k in range(depth + 1))
 
+# %% ../../nbs/02_models/00_model.ipynb #18e2a2b4
 class Hourglass(nn.Module):
     "The LDEQ hourglass (official module names): avg-pool down, nearest up, skip-first concat, 5×5 residual convs."
     def __init__(self, base_width: int = 224, width_increment: int = 24, depth: int = 4,
@@ -103,6 +104,7 @@ def sigma_t(h: torch.Tensor, temperature: float) -> torch.Tensor:
     "Eq. 3: exp((h - max h) / T) per sample and heatmap (max over the last two dimensions)."
     return torch.exp((h - h.amax(dim=(-2, -1), keepdim=True)) * (1.0 / temperature))
 
+# %% ../../nbs/02_models/00_model.ipynb #86ae56b6
 class HeatmapNorm(nn.Module):
     "σ_T of eq. 3 as a module (stateless: T is a float, not a parameter)."
     def __init__(self, temperature: float):
@@ -112,6 +114,7 @@ class HeatmapNorm(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor: return sigma_t(h, self.temperature)
     def extra_repr(self) -> str: return f'T={self.temperature}'
 
+# %% ../../nbs/02_models/00_model.ipynb #b6f26405
 def softargmax(heatmaps: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     "Φ: heatmaps (B, L, H, W) → landmarks (B, L, 2) as (x, y) in crop-normalised units (cell i at i/H)."
     if heatmaps.ndim != 4: raise ValueError(f'softargmax expects (B, L, H, W) heatmaps, got {tuple(heatmaps.shape)}')
@@ -206,16 +209,19 @@ def _to_plain(v, where: str):
     if isinstance(v, _PRIMITIVES): return v
     raise TypeError(f'config field {where} has a non-primitive value {v!r} ({type(v).__name__})')
 
+# %% ../../nbs/02_models/00_model.ipynb #24b4e887
 def config_to_dict(cfg, kind: str) -> dict:
     "A (nested) config dataclass as a plain dict with a 'kind' field."
     return {'kind': kind, **_to_plain(cfg, type(cfg).__name__)}
 
+# %% ../../nbs/02_models/00_model.ipynb #196b7d0d
 def _field_types(tp) -> dict:
     "Field name → type of dataclass `tp` (from its hints, or from a default instance if they don't resolve)."
     try: return typing.get_type_hints(tp)
     except Exception: inst = tp()
     return {f.name: type(getattr(inst, f.name)) for f in fields(tp)}
 
+# %% ../../nbs/02_models/00_model.ipynb #839b96e7
 def _from_plain(tp, v, where: str):
     "Rebuild a value of type hint `tp` from its plain form."
     if isinstance(tp, type) and is_dataclass(tp):
@@ -231,6 +237,7 @@ def _from_plain(tp, v, where: str):
     if origin is tuple and isinstance(v, (list, tuple)): return tuple(v)
     return v
 
+# %% ../../nbs/02_models/00_model.ipynb #a3e7f212
 def config_from_dict(cls, d: dict, kind: str):
     "Rebuild config dataclass `cls` from `config_to_dict` output, checking its 'kind'."
     if not isinstance(d, dict): raise ValueError(f'config must be a dict, got {type(d).__name__}')
@@ -309,6 +316,7 @@ def count_parameters(module: nn.Module) -> int:
     "Number of parameters (trainable or not; buffers excluded)."
     return sum(p.numel() for p in module.parameters())
 
+# %% ../../nbs/02_models/00_model.ipynb #af5c808d
 @dataclass
 class ModelCost:
     "Size and per-image compute of an LDEQ configuration."
@@ -320,6 +328,7 @@ class ModelCost:
         "FLOPs per image of a forward with `f_evals` evaluations of f."
         return self.stem_flops + f_evals * self.cell_flops
 
+# %% ../../nbs/02_models/00_model.ipynb #bcdeeb17
 def model_cost(cfg: LDEQConfig) -> ModelCost:
     "Parameters and conv FLOPs (stem, one f-evaluation) of `cfg`, counted on meta tensors."
     from torch.utils.flop_counter import FlopCounterMode

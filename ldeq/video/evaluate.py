@@ -42,12 +42,14 @@ class VideoEval:
         return dict(method=self.method, subset=self.subset, videos=len(self.table), frames=int(self.table['frames'].sum()),
                     nme=self.nme, nmf=self.nmf, fps=self.fps, nfe=self.nfe)
 
+# %% ../../nbs/06_video/05_evaluate.ipynb #e5958c0a
 def video_means(t: pd.DataFrame) -> dict:
     "Means of a per-video table: NME and NMF over videos, frames/s over all frames, f-evaluations per frame (NaN for non-DEQ models)."
     secs = t['seconds'].sum()
     return dict(nme=float(t['nme'].mean()), nmf=float(t['nmf'].mean()), fps=float(t['frames'].sum() / secs) if secs > 0 else math.inf,
                 nfe=float(np.sum(t['nfe'].to_numpy() * t['frames'].to_numpy()) / t['frames'].sum()))
 
+# %% ../../nbs/06_video/05_evaluate.ipynb #5d4a4438
 def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult], nmf_mode: str, keep: bool) -> VideoEval:
     "Score trajectories against the ground truth."
     rows = []
@@ -60,7 +62,6 @@ def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult]
     t = pd.DataFrame(rows)
     return VideoEval(method, subset, t, **video_means(t), predictions={it.id: r.landmarks for it, r in zip(items, results)} if keep else None)
 
-
 # %% ../../nbs/06_video/05_evaluate.ipynb #a862e1ef
 def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
     "VideoSources for WFLW-V items: file boxes, or tracking from the first file box."
@@ -69,6 +70,7 @@ def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
                         init_box=as_box(bb[0], f'{it.bboxes}, row 0') if boxes == 'track' else None, name=it.id, n_frames=len(gt))
             for it, gt, bb in zip(items, gts, bbs)]
 
+# %% ../../nbs/06_video/05_evaluate.ipynb #76fae69c
 def _prepare(root, subset, limit, ids):
     "Items and ground truth of a subset, optionally restricted to `ids` or the first `limit` videos."
     items = wflwv_items(root, subset)                                       # subsets: ldeq.core.wflw.VIDEO_SUBSETS
@@ -82,6 +84,7 @@ def _prepare(root, subset, limit, ids):
     clips = [load_clip(root, it.id, check_count=False) for it in items]    # the one WFLW-V reader (`ldeq.data.formats`)
     return items, [c.landmarks for c in clips], [c.bboxes for c in clips]
 
+# %% ../../nbs/06_video/05_evaluate.ipynb #3c8f250c
 def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-by-frame', *, batch_size: int = 4,
                    limit: int | None = None, ids: Sequence[str] | None = None, boxes: str = 'file',
                    tracking: BoxTracking = BoxTracking(), keep_predictions: bool = False, progress: bool = True,
@@ -92,7 +95,6 @@ def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-b
     res = track_videos(model, _sources(items, gts, bbs, boxes), m, batch_size, tracking, progress=progress,
                        total=sum(len(g) for g in gts))
     return _video_eval(method_label(m), subset, items, gts, res, nmf_mode, keep_predictions)
-
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #e56e3d86
 def _smoothed(m: TemporalMethod, label: str, subset: str, base: VideoEval, items, gts, nmf_mode: str) -> VideoEval:

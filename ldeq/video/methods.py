@@ -93,13 +93,6 @@ class FrameByFrame(TemporalMethod):
         out = model(x)
         return MethodOutput.of(model_landmarks(model, out, x.shape[0]), None, getattr(out, 'stats', None))
 
-# %% ../../nbs/06_video/03_methods.ipynb #ac7f9c65
-def _check_fixed_point_model(method, model: nn.Module) -> None:
-    "RwR and eq. 8 warm-start a fixed point: the model must expose `inject`, `f` and `readout` (an LDEQ)."
-    if not all(hasattr(model, a) for a in ('inject', 'f', 'readout')):
-        raise TypeError(f'{method_label(method)} needs an LDEQ (a model with a fixed point to warm-start); '
-                        f'{type(model).__name__} can run frame-by-frame, optionally with a filter (ema, sg, one-euro)')
-
 # %% ../../nbs/06_video/03_methods.ipynb #abd9601c
 def _check_fixed_point_model(method, model: nn.Module) -> None:
     "RwR and eq. 8 warm-start a fixed point: the model must expose `inject`, `f` and `readout` (an LDEQ)."
@@ -307,6 +300,7 @@ def _entry_of(obj) -> tuple[str, MethodEntry] | None:
     "The registered (name, entry) whose parameter class is the type of `obj`, if any."
     return next(((n, e) for n, e in METHODS.items() if e.params is type(obj)), None)
 
+# %% ../../nbs/06_video/03_methods.ipynb #a5f2a4e0
 def parse_method(spec) -> TemporalMethod:
     "A method from a method object, a registered parameter object (e.g. a filter), or a string like 'rwr:2', 'ema:0.15', 'sg:9,2'."
     if isinstance(spec, TemporalMethod): return spec

@@ -23,7 +23,7 @@ from ..core.threads import choose_threads, set_threads
 # %% auto #0
 __all__ = ['NO_FACE_EXIT', 'default_outputs', 'default_checkpoint', 'build_parser', 'main']
 
-# %% ../../nbs/06_video/10_track_cli.ipynb #7e99b2eb
+# %% ../../nbs/06_video/10_track_cli.ipynb #3538501f
 NO_FACE_EXIT = 3
 
 def default_outputs(video) -> tuple[Path, Path]:
@@ -31,6 +31,7 @@ def default_outputs(video) -> tuple[Path, Path]:
     v = Path(video)
     return v.with_name(v.stem + '.ldeq.mp4'), v.with_name(v.stem + '.ldeq.npy')
 
+# %% ../../nbs/06_video/10_track_cli.ipynb #e5033ee3
 def default_checkpoint() -> Path:
     "The demo LDEQ shipped inside the package."
     return demo_checkpoints()['ldeq']
@@ -112,12 +113,14 @@ def _method(parser, a, model, ckpt):
         method = FrameByFrame()
     return method
 
+# %% ../../nbs/06_video/10_track_cli.ipynb #adf407b1
 def _offline(method, rows, video):
     "An offline method (a filter), in two passes: the per-frame rows smoothed as one trajectory, then the frames read again."
     rows = [(r.landmarks, r.box, r.bootstrapped, r.nfe) for r in rows]
     lm = method.smooth(np.stack([r[0] for r in rows]))
     return ((f, l, b, boot, nfe) for f, l, (_, b, boot, nfe) in zip(read_frames(video), lm, rows))
 
+# %% ../../nbs/06_video/10_track_cli.ipynb #59b608c2
 def _torch_frames(parser, a, frames, boxes, init_box, detector, tracking, info):
     "Per-frame (frame, landmarks, box, bootstrapped, nfe) from an ldeq checkpoint on PyTorch, and the method's label."
     from ldeq.models.checkpoint import load_model

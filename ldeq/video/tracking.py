@@ -31,6 +31,7 @@ def model_input_size(model: nn.Module) -> int:
         if isinstance(s, int) and not isinstance(s, bool) and s > 0: return s
     raise TypeError(f'cannot tell the input crop size of {type(model).__name__}: it has no cfg.image_size or image_size')
 
+# %% ../../nbs/06_video/04_tracking.ipynb #c6868ec9
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
     "Run a block with `model` in eval mode, restoring its previous mode afterwards."
@@ -39,11 +40,11 @@ def eval_mode(model: nn.Module):
     try: yield model
     finally: model.train(was)
 
+# %% ../../nbs/06_video/04_tracking.ipynb #eda22571
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     "Device and floating dtype of the model's first parameter (CPU float32 if it has none)."
     p = next(iter(model.parameters()), None)
     return (p.device, p.dtype) if p is not None else (torch.device('cpu'), torch.float32)
-
 
 # %% ../../nbs/06_video/04_tracking.ipynb #20a4085a
 class _Runner:
@@ -157,6 +158,7 @@ def _fresh(run: _Runner, slots: list[_Stream], idx: list[int], boxes: list, spen
     lm, out = run([slots[j].frame for j in idx], [boxes[j] for j in idx])
     return _rows(lm, out, list(enumerate(idx)), boxes, spent, False)
 
+# %% ../../nbs/06_video/04_tracking.ipynb #73c79945
 def _bootstrap(run: _Runner, slots: list[_Stream], idx: list[int], boxes: list, spent: dict) -> dict[int, _Row]:
     "Appendix A, batched over the videos bootstrapping now: box ← landmark extent `bootstrap_iters` times, then `start`."
     if not idx: return {}
@@ -237,6 +239,7 @@ class TrackResult:
     @property
     def fps(self) -> float: return self.n_frames / self.seconds if self.seconds > 0 else math.inf
 
+# %% ../../nbs/06_video/04_tracking.ipynb #d82194cd
 def track_videos(model: nn.Module, sources: Iterable[VideoSource], method='frame-by-frame', batch_size: int = 1,
                  tracking: BoxTracking = BoxTracking(), progress: bool = False, total: int | None = None) -> list[TrackResult]:
     "Track every source (batched, streaming) and return whole trajectories in source order; offline methods smooth them afterwards."
