@@ -30,7 +30,8 @@ from ldeq.core.assets import assets_dir
 from ldeq.models.baselines import n_parameters
 from ldeq.models.checkpoint import load_checkpoint, save_checkpoint, kind_of
 from ldeq.data.formats import open_stills
-from ldeq.faces.synth import ensure_synthetic
+from ldeq.faces.synth import SYNTHETIC_VERSION, SyntheticConfig, ensure_synthetic
+from ldeq.paper.results import SUBSET_COLUMNS, stills_nmes
 from ldeq.training.train import evaluate, read_log_csv
 from ldeq.video.tracking import model_input_size
 
@@ -41,6 +42,22 @@ EVAL_BATCH = 32
 def test_source(image_size: int):
     "The whole synthetic test split as crops of side `image_size` (generated on first use)."
     return open_stills(ensure_synthetic(parts=['test_stills']).wflw, 'test', size=image_size)
+
+
+def dataset_label(n_test: int) -> str:
+    "What the record was measured on, from the generator's own settings and the images actually evaluated."
+    return f'{SYNTHETIC_VERSION} stills ({SyntheticConfig().stills.n_train} train / {n_test} test), ldeq.faces.synth defaults'
+
+
+def measure_test_split(model) -> dict:
+    "The test-split numbers of a model: NME, FR10, AUC10, solver steps on the whole split, and Table 1's NME (%) per attribute subset."
+    torch.manual_seed(0)
+    src = test_source(model_input_size(model))
+    metrics = evaluate(model, src, batch_size=EVAL_BATCH, progress=True)
+    nmes = stills_nmes(model, ensure_synthetic(parts=['test_stills'], progress=False).wflw, EVAL_BATCH, progress=False)
+    subsets = {SUBSET_COLUMNS[s]: 100 * float(e.mean()) for s, e in nmes.items() if s != 'full'}
+    return dict(images=len(src), eval_batch=EVAL_BATCH, **{k: float(v) for k, v in metrics.items()}, subsets_nme_percent=subsets,
+                subset_images={SUBSET_COLUMNS[s]: len(e) for s, e in nmes.items() if s != 'full'})
 
 
 def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
@@ -57,15 +74,13 @@ def ship(kind: str, runs: Path, which: str, assets: Path) -> dict:
     save_checkpoint(dst, lc.model, lc.config, train_state=None)
     epoch_s = statistics.median(float(r['epoch_seconds']) for r in log)
     steps_per_epoch = int(log[-1]['global_step']) // len(log)
-    torch.manual_seed(0)
-    metrics = evaluate(lc.model, test_source(model_input_size(lc.model)), batch_size=EVAL_BATCH, progress=True)
     return dict(kind=kind, file=dst.name, bytes=dst.stat().st_size, params=n_parameters(lc.model),
                 preset=tc['preset'], recipe=name,
                 command=f'ldeq-train --recipe {name} && python tools/ship_demo_models.py --which {which} --only {kind}',
                 train_config=tc, checkpoint=which, epochs=len(log), train_seconds=float(log[-1]['total_seconds']),
                 median_epoch_seconds=epoch_s, train_images_per_second=steps_per_epoch * tc['batch_size'] / epoch_s,
                 val_nme_per_epoch=[float(r['val_nme']) for r in log],
-                test=dict(images=1000, eval_batch=EVAL_BATCH, **{k: float(v) for k, v in metrics.items()}))
+                test=measure_test_split(lc.model))
 
 
 def main(argv=None) -> int:
@@ -74,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument('--which', default='last', choices=['best', 'last'])
     ap.add_argument('--only', nargs='*', choices=list(DEMOS), help='ship only these kinds (others keep their record)')
     ap.add_argument('--note', help='how the runs were trained, when it is not visible in their records (kept in the record)')
+    ap.add_argument('--record-only', action='store_true',
+                    help='re-measure the shipped models on the current test split and update only their test numbers and the dataset label')
     ap.add_argument('--assets', default=str(assets_dir()),
                     help='where the models and demo_models.json go (default: the package assets)')
     a = ap.parse_args(argv)
@@ -84,11 +101,15 @@ def main(argv=None) -> int:
     rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
     rec.setdefault('models', {})
     for kind in (a.only or DEMOS):
-        print(f'shipping {kind} …', flush=True)
-        rec['models'][kind] = ship(kind, Path(a.runs), a.which, assets)
+        if a.record_only:
+            print(f'measuring the shipped {kind} …', flush=True)
+            rec['models'][kind]['test'] = measure_test_split(load_checkpoint(assets / rec['models'][kind]['file']).model)
+        else:
+            print(f'shipping {kind} …', flush=True)
+            rec['models'][kind] = ship(kind, Path(a.runs), a.which, assets)
         print(json.dumps(rec['models'][kind]['test']), flush=True)
-    rec['machine'] = dict(platform=platform.platform(), torch=torch.__version__, threads=2)
-    rec['dataset'] = 'synthetic-v1 stills (5000 train / 1000 test), ldeq.faces.synth defaults'
+    if not a.record_only: rec['machine'] = dict(platform=platform.platform(), torch=torch.__version__, threads=2)
+    rec['dataset'] = dataset_label(next(iter(rec['models'].values()))['test']['images'])
     if a.note: rec['training_note'] = a.note
     rec['all_command'] = 'make demo-models   # the three recipes one after the other, then this tool with --which last'
     rec_path.write_text(json.dumps(rec, indent=1) + '\n')

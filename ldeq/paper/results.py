@@ -36,8 +36,9 @@ from ..core.progress import stage
 __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'PaperConfig', 'load_named_model', 'Setup',
            'resolve_checkpoints', 'prepare', 'describe', 'stills_nmes', 'table1', 'table2', 'subset_counts',
            'table1_claim', 'video_methods', 'video_results', 'best_ema', 'table3', 'table3_changes',
-           'rwr_vs_ema_curves', 'write_table', 'save_figure', 'plot_fig1', 'flickery_landmark', 'plot_trajectory',
-           'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table', 'plot_nmf_split', 'plot_learning_curves']
+           'rwr_vs_ema_curves', 'Claim', 'paper_claims', 'check_claims', 'write_table', 'save_figure', 'plot_fig1',
+           'flickery_landmark', 'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table',
+           'plot_nmf_split', 'plot_learning_curves']
 
 # %% ../../nbs/07_paper/00_results.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -376,6 +377,60 @@ def rwr_vs_ema_curves(long: pd.DataFrame, subset: str, method: str, model: str =
         at = float(np.interp(nmf, x, y)) if len(x) and x[0] <= nmf <= x[-1] else float('nan')
         rows.append(dict(model=m, rwr_nmf=nmf, rwr_nme=nme, ema_nme_at_rwr_nmf=at, margin=at - nme, below=bool(at > nme)))
     return pd.DataFrame(rows)
+
+# %% ../../nbs/07_paper/00_results.ipynb #f794ae24
+@dataclass
+class Claim:
+    "A claim the tables state, whether these numbers bear it out, and the numbers."
+    text: str
+    holds: bool
+    detail: str
+
+    def line(self) -> str: return f"- {'✓' if self.holds else '✗'} {self.text}: {self.detail}"
+
+# %% ../../nbs/07_paper/00_results.ipynb #337cdae3
+def _video_claims(long: pd.DataFrame, s: str) -> list[Claim]:
+    "The RwR claims on one subset of the long Table 3 (LDEQ rows)."
+    v = lambda m, c: float(long[(long['model'] == 'LDEQ') & (long['method'] == m) & (long['subset'] == s)][c].iloc[0])
+    rwrs, out = [m for m in dict.fromkeys(long[(long['model'] == 'LDEQ') & (long['subset'] == s)]['method']) if m.startswith('rwr:')], []
+    a, fa = v('frame-by-frame', 'nme'), v('frame-by-frame', 'nmf')
+    for m in rwrs:
+        dn, df = 100 * (v(m, 'nme') / a - 1), 100 * (v(m, 'nmf') / fa - 1)
+        if s == 'hard':
+            out.append(Claim(f'RwR ({m}) lowers hard-clip NMF at ≤ +1% NME', df < 0 and dn <= 1, f'NMF {df:+.1f}%, NME {dn:+.1f}%'))
+            cv = rwr_vs_ema_curves(long, s, m)
+            out.append(Claim(f"RwR ({m}) lies below every model's EMA curve (Fig. 5, hard)", bool(cv['below'].all()),
+                             'margins ' + ', '.join(f'{r.model} {r.margin:+.2f}' for r in cv.itertuples())))
+        if s == 'easy':
+            out.append(Claim(f'RwR ({m}) leaves the easy clips within ±2%', abs(dn) <= 2 and abs(df) <= 2, f'NME {dn:+.1f}%, NMF {df:+.1f}%'))
+    if len(rwrs) == 2:
+        gap = max(abs(v(rwrs[0], c) / v(rwrs[1], c) - 1) for c in ('nme', 'nmf'))
+        out.append(Claim(f"ldeq's RwR and the published loop agree on {s}", gap <= 1e-3, f'largest relative difference {100 * gap:.3f}%'))
+    return out
+
+# %% ../../nbs/07_paper/00_results.ipynb #0723045f
+def paper_claims(t1: pd.DataFrame | None, long: pd.DataFrame | None, subsets: Sequence[str] = ()) -> list[Claim]:
+    "The claims the tables notebook states (Table 1, and RwR on each of `subsets`), each checked on these numbers."
+    out = []
+    if t1 is not None and 'LDEQ' in t1.index and len(t1) > 1:
+        c = table1_claim(t1)
+        out.append(Claim('LDEQ has the lowest NME on the full test set (Table 1)', c['full'],
+                         ', '.join(f"{r} {t1.loc[r, 'Full']:.2f}%" for r in t1.index)))
+        out.append(Claim('LDEQ has the lowest NME on every attribute subset (Table 1)', c['n_won'] == c['n_subsets'],
+                         f"{c['n_won']} of {c['n_subsets']} ({', '.join(c['subsets_won']) or 'none'})"))
+    for s in subsets:
+        if long is not None and ((long['model'] == 'LDEQ') & (long['subset'] == s)).any(): out += _video_claims(long, s)
+    return out
+
+# %% ../../nbs/07_paper/00_results.ipynb #11b86d2b
+def check_claims(claims: list[Claim], mode: str = 'check') -> list[Claim]:
+    "Raise AssertionError naming every claim that does not hold (mode 'check'); with mode 'report' only return them."
+    if mode not in ('check', 'report'): raise ParamError(f"parameter claims={mode!r}: must be 'check' or 'report'")
+    failed = [c for c in claims if not c.holds]
+    if failed and mode == 'check':
+        raise AssertionError('claims that do not hold on these numbers:\n' + '\n'.join(c.line() for c in failed)
+                             + '\n(run with -p claims report to report them without failing)')
+    return failed
 
 # %% ../../nbs/07_paper/00_results.ipynb #fe52f329
 def write_table(table: pd.DataFrame, out_dir, name: str, floatfmt: str = '.3g', note: str | None = None) -> tuple[Path, Path]:
