@@ -21,7 +21,8 @@ def run(ctx: Ctx) -> dict:
     out, nb = ctx.out / 'tables', ctx.out / 'tables.ipynb'
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, '-m', 'papermill', '--no-progress-bar', '--log-level', 'WARNING', str(REPO / 'nbs' / 'tables.ipynb'),
-           str(nb), '-p', 'quick', 'True', '-p', 'device', str(ctx.device), '-p', 'out_dir', str(out), '-p', 'progress', 'False',
+           str(nb), '-p', 'quick', 'True', '-p', 'claims', 'report',    # quick: too few stills and clips to be the claims' data
+           '-p', 'device', str(ctx.device), '-p', 'out_dir', str(out), '-p', 'progress', 'False',
            '-p', 'threads', str(min(torch.get_num_threads(), 8))]
     if not ctx.plan.default_synthetic: cmd += ['-p', 'data_root', str(paths.wflw), '-p', 'video_root', str(paths.wflw_v)]
     t0 = time.perf_counter()

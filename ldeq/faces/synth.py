@@ -25,11 +25,11 @@ from .scene import sample_identity, sample_light, sample_occluder, sample_scene,
 # %% auto #0
 __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_REGIONS', 'AMBIGUITY_EVENTS',
            'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'VIDEO_HALVES', 'StillsConfig', 'render_still',
-           'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of', 'occluder_coverage',
-           'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip', 'PoolConfig',
-           'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos',
-           'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'one_half',
-           'ensure_synthetic', 'ensure_quick_videos']
+           'still_jpeg', 'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of',
+           'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip',
+           'PoolConfig', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec',
+           'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root',
+           'one_half', 'ensure_synthetic', 'ensure_quick_videos']
 
 # %% ../../nbs/04_faces/03_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -59,6 +59,14 @@ def render_still(cfg: StillsConfig, split: str, index: int):
     box = np.round(np.r_[lo, hi] + jit, 6)
     return r.image, np.round(r.landmarks, 6), box, scene_attributes(sc, r, want[2])
 
+# %% ../../nbs/04_faces/03_synth.ipynb #961c0772
+def still_jpeg(cfg: StillsConfig, split: str, index: int, img: np.ndarray) -> bytes:
+    "The JPEG bytes of still `index` of `split` as the benchmark writes it (its quality drawn from (seed, split, index))."
+    q = int(np.random.default_rng([cfg.seed, SPLIT_CODES[split], int(index), 1]).integers(*cfg.jpeg_quality))
+    ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+    if not ok: raise RuntimeError(f'JPEG encoding failed for still {index} of {split}')
+    return buf.tobytes()
+
 # %% ../../nbs/04_faces/03_synth.ipynb #85e9dc92
 def _still_job(args) -> WFLWRecord:
     "Worker: render still `index` of `split` and write its JPEG under `image_root`."
@@ -66,10 +74,7 @@ def _still_job(args) -> WFLWRecord:
     cv2.setNumThreads(1)
     img, lm, box, attrs = render_still(cfg, split, index)
     rel = f'synthetic--{split}/{split}_{index:06d}.jpg'
-    q = int(np.random.default_rng([cfg.seed, SPLIT_CODES[split], int(index), 1]).integers(*cfg.jpeg_quality))
-    ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
-    if not ok: raise RuntimeError(f'JPEG encoding failed for {rel}')
-    (Path(image_root) / rel).write_bytes(buf.tobytes())
+    (Path(image_root) / rel).write_bytes(still_jpeg(cfg, split, index, img))
     return WFLWRecord(lm, box, attrs, rel)
 
 # %% ../../nbs/04_faces/03_synth.ipynb #3041dbaf

@@ -322,7 +322,8 @@ def predict(model: nn.Module, source, batch_size: int = 32, device: torch.device
     was = model.training
     model.eval()
     ds = SeededStills(source, None)
-    dl = DataLoader(ds, batch_size=batch_size, sampler=[(0, i) for i in range(len(ds))], num_workers=num_workers)
+    dl = DataLoader(ds, batch_size=batch_size, sampler=[(0, i) for i in range(len(ds))], num_workers=num_workers,
+                    generator=torch.Generator().manual_seed(0))    # its own: an evaluation never moves torch's global RNG
     preds, gts, steps = [], [], []
     try:
         for x, y, _ in tqdm_bar(dl, desc=desc, disable=not progress, leave=False):
@@ -488,7 +489,10 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
     steps_per_epoch = len(sampler.inner) // per_rank
     if steps_per_epoch < 1:
         raise ValueError(f'{len(train_ds)} training images give no full batch of {cfg.batch_size} (per process {per_rank} × {info.world_size})')
-    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=cfg.num_workers)
+    # the loader's own generator: each epoch's iterator draws a base seed, which from the global RNG would shift the
+    # stream that --resume restores (torch_rng) by one draw, and every global draw of a step after it
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, drop_last=True, num_workers=cfg.num_workers,
+                        generator=torch.Generator().manual_seed(cfg.seed))
     total_steps = cfg.epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

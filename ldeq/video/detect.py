@@ -4,13 +4,14 @@
 
 # %% ../../nbs/06_video/00_detect.ipynb #666ca176
 from __future__ import annotations
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 # %% auto #0
-__all__ = ['NoFaceError', 'DetectorConfig', 'to_landmark_box', 'FaceDetector', 'box_iou']
+__all__ = ['NoFaceError', 'DetectorConfig', 'to_landmark_box', 'FaceDetector', 'box_iou', 'fit_box_map']
 
 # %% ../../nbs/06_video/00_detect.ipynb #ee302106
 class NoFaceError(RuntimeError):
@@ -31,9 +32,9 @@ class DetectorConfig:
     max_side: int = 640                 # frames are downscaled to at most this longer side before detecting (speed)
     upsample: tuple[int, ...] = (0, 1)  # upsampling levels tried in turn until a face is found (1 finds faces ≥ ~40 px)
     min_score: float = 0.0              # dlib's SVM score threshold
-    shift_y: float = 0.10               # landmark-extent centre below dlib's box centre, × the box side
-    width: float = 0.93                 # landmark-extent width, × the box side
-    height: float = 1.00                # landmark-extent height, × the box side
+    shift_y: float = 0.09               # landmark-extent centre below dlib's box centre, × the box side
+    width: float = 0.91                 # landmark-extent width, × the box side
+    height: float = 0.98                # landmark-extent height, × the box side
 
     def __post_init__(self):
         if self.max_side < 64: raise ValueError(f'DetectorConfig.max_side must be >= 64, got {self.max_side}')
@@ -77,3 +78,20 @@ def box_iou(a, b) -> float:
     iw, ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+# %% ../../nbs/06_video/00_detect.ipynb #ec058c0d
+def fit_box_map(samples, cfg: DetectorConfig = DetectorConfig()) -> dict:
+    "Median landmark-extent centre shift, width and height over dlib's box side, from (RGB frame, landmarks (L, 2)) pairs."
+    raw, rows, n = FaceDetector(dataclasses.replace(cfg, shift_y=0.0, width=1.0, height=1.0)), [], 0
+    for frame, lm in samples:
+        n += 1
+        d = raw.detect(frame)
+        if not len(d): continue
+        (x1, y1, x2, y2), (lo, hi) = d[0, :4], (np.min(lm, 0), np.max(lm, 0))
+        s = x2 - x1
+        rows.append((((lo[1] + hi[1]) - (y1 + y2)) / 2 / s, (hi[0] - lo[0]) / s, (hi[1] - lo[1]) / s))
+    if not rows: raise ValueError(f'fit_box_map: no face found in {n} frames')
+    r = np.array(rows)
+    q = lambda c: float(np.subtract(*np.percentile(r[:, c], [75, 25])))
+    return dict(frames=n, detected=len(r), shift_y=float(np.median(r[:, 0])), width=float(np.median(r[:, 1])),
+                height=float(np.median(r[:, 2])), shift_y_iqr=q(0), width_iqr=q(1), height_iqr=q(2))

@@ -93,10 +93,11 @@ def _scored_frames(args) -> dict:
 
 # %% ../../nbs/06_video/07_selection.ipynb #ec5fd3c5
 def score_pool(cfg: SelectionConfig, models: Sequence[nn.Module], workers: int = 2, chunk: int = 16,
-               progress: bool = True) -> pd.DataFrame:
-    "One row per pool clip: index, clip_id, difficulty, events, score (ensemble variance) and spread (% inter-ocular)."
-    rows, n = [], cfg.pool.n_pool
-    jobs = [(cfg.pool, i, cfg.every) for i in range(n)]
+               progress: bool = True, indices: Sequence[int] | None = None) -> pd.DataFrame:
+    "One row per pool clip (or per clip of `indices`): index, clip_id, difficulty, events, score (ensemble variance), spread (% IOD)."
+    rows = []
+    jobs = [(cfg.pool, int(i), cfg.every) for i in (range(cfg.pool.n_pool) if indices is None else indices)]
+    n = len(jobs)
     bar = tqdm_bar(total=n, desc='score pool', unit='clip', disable=not progress)
     pool = None
     if workers > 1:                 # spawned once for all chunks (see `ldeq.faces.synth.pool_map`: forks after torch has run can hang)
