@@ -4,6 +4,8 @@
 
 # %% ../../nbs/03_data/00_videoio.ipynb #469b7561
 from __future__ import annotations
+import csv
+import json
 import math
 import os
 import tempfile
@@ -15,8 +17,9 @@ import cv2
 import numpy as np
 
 # %% auto #0
-__all__ = ['VideoError', 'VideoInfo', 'video_info', 'read_frames', 'as_box', 'box_from_landmarks', 'BoxTracking', 'box_problem',
-           'draw_landmarks', 'NpyStreamWriter']
+__all__ = ['LANDMARK_FORMATS', 'VideoError', 'VideoInfo', 'video_info', 'read_frames', 'as_box', 'box_from_landmarks',
+           'BoxTracking', 'box_problem', 'draw_landmarks', 'NpyStreamWriter', 'FrameRow', 'landmark_columns',
+           'landmark_writer']
 
 # %% ../../nbs/03_data/00_videoio.ipynb #fbd761c1
 class VideoError(ValueError):
@@ -163,3 +166,68 @@ class NpyStreamWriter:
         "Drop everything written so far."
         self._f.close()
         if os.path.exists(self._raw): os.remove(self._raw)
+
+# %% ../../nbs/03_data/00_videoio.ipynb #5e703dfd
+@dataclass
+class FrameRow:
+    "What one tracked frame writes: index, time, face found, box, confidence signals, landmarks (L, 2) in frame pixels."
+    frame: int
+    time_s: float
+    landmarks: np.ndarray
+    box: np.ndarray
+    residual: float = float('nan')      # the solver's relative residual ‖f(z) − z‖ / ‖f(z)‖ (NaN: no solver)
+    nfe: float = float('nan')           # evaluations of f spent on the frame
+    bootstrapped: bool = False
+
+    @property
+    def face(self) -> bool:
+        "The landmarks are a face's (finite), not a placeholder."
+        return bool(np.isfinite(self.landmarks).all())
+
+    def values(self) -> list:
+        "The CSV row: frame, time_s, face, box (4), residual, nfe, bootstrapped, then x0, y0, x1, y1, …"
+        return [self.frame, self.time_s, int(self.face), *np.asarray(self.box, float)[:4], self.residual, self.nfe,
+                int(bool(self.bootstrapped)), *np.asarray(self.landmarks, float).reshape(-1)]
+
+# %% ../../nbs/03_data/00_videoio.ipynb #33005e67
+def landmark_columns(n_landmarks: int) -> list[str]:
+    "The CSV header for `n_landmarks` landmarks."
+    return (['frame', 'time_s', 'face', 'box_x1', 'box_y1', 'box_x2', 'box_y2', 'residual', 'nfe', 'bootstrapped']
+            + [f'{c}{i}' for i in range(n_landmarks) for c in 'xy'])
+
+# %% ../../nbs/03_data/00_videoio.ipynb #a792c475
+class _TextRows:
+    "CSV or JSON-lines rows written and flushed one frame at a time; `discard` removes the file."
+    def __init__(self, path, kind: str):
+        self.path, self.kind, self.n, self._f = Path(path), kind, 0, open(path, 'w', newline='')
+        self._w = csv.writer(self._f) if kind == 'csv' else None
+
+    def append(self, row: FrameRow) -> None:
+        if self.kind == 'csv':
+            if self.n == 0: self._w.writerow(landmark_columns(len(row.landmarks)))
+            self._w.writerow(row.values())
+        else:
+            self._f.write(json.dumps(dict(frame=row.frame, time_s=row.time_s, face=row.face, box=np.asarray(row.box, float)[:4].tolist(),
+                                          residual=row.residual, nfe=row.nfe, bootstrapped=bool(row.bootstrapped),
+                                          landmarks=np.asarray(row.landmarks, float).tolist())) + '\n')
+        self._f.flush(); self.n += 1
+
+    def close(self) -> Path:
+        self._f.close(); return self.path
+
+    def discard(self) -> None:
+        self._f.close(); self.path.unlink(missing_ok=True)
+
+# %% ../../nbs/03_data/00_videoio.ipynb #1f1aaf5f
+class _NpyRows(NpyStreamWriter):
+    "The `.npy` of the landmarks (T, L, 2) from `FrameRow`s."
+    def append(self, row) -> None: super().append(row.landmarks if isinstance(row, FrameRow) else row)
+
+LANDMARK_FORMATS = {'.npy': lambda p: _NpyRows(p), '.csv': lambda p: _TextRows(p, 'csv'), '.jsonl': lambda p: _TextRows(p, 'jsonl')}
+
+def landmark_writer(path, check_only: bool = False):
+    "A row writer for `path` chosen by its extension (.npy, .csv, .jsonl); any other is refused before anything is opened."
+    ext = Path(path).suffix.lower()
+    if ext not in LANDMARK_FORMATS:
+        raise ValueError(f'{path}: landmarks can be written as {", ".join(LANDMARK_FORMATS)} (chosen by the extension), not {ext or "no extension"!r}')
+    return None if check_only else LANDMARK_FORMATS[ext](path)

@@ -15,7 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..data.videoio import VideoError, BoxTracking, NpyStreamWriter, as_box, box_problem, draw_landmarks, read_frames, video_info
+from ..data.videoio import (VideoError, BoxTracking, FrameRow, as_box, box_problem, draw_landmarks, landmark_writer, read_frames,
+                               video_info)
 from .detect import FaceDetector, NoFaceError
 from ..core.assets import demo_checkpoints
 from ..core.threads import choose_threads, set_threads
@@ -73,6 +74,8 @@ def _check_args(parser, a):
     out, lm = default_outputs(a.video)
     out = None if a.no_overlay else Path(a.out) if a.out else out
     lm = Path(a.landmarks) if a.landmarks else lm
+    try: landmark_writer(lm, check_only=True)                  # the format, from the extension, before any work
+    except ValueError as e: parser.error(f'--landmarks {e}')
     for opt, path in (('--out', out), ('--landmarks', lm)):
         if path is not None and not path.resolve().parent.is_dir(): parser.error(f'{opt} {path}: folder {path.parent} does not exist')
     try: info = video_info(a.video)
@@ -116,9 +119,9 @@ def _method(parser, a, model, ckpt):
 # %% ../../nbs/06_video/10_track_cli.ipynb #adf407b1
 def _offline(method, rows, video):
     "An offline method (a filter), in two passes: the per-frame rows smoothed as one trajectory, then the frames read again."
-    rows = [(r.landmarks, r.box, r.bootstrapped, r.nfe) for r in rows]
+    rows = [(r.landmarks, r.box, r.bootstrapped, r.nfe, r.residual) for r in rows]
     lm = method.smooth(np.stack([r[0] for r in rows]))
-    return ((f, l, b, boot, nfe) for f, l, (_, b, boot, nfe) in zip(read_frames(video), lm, rows))
+    return ((f, l, b, boot, nfe, res) for f, l, (_, b, boot, nfe, res) in zip(read_frames(video), lm, rows))
 
 # %% ../../nbs/06_video/10_track_cli.ipynb #59b608c2
 def _torch_frames(parser, a, frames, boxes, init_box, detector, tracking, info):
@@ -134,7 +137,7 @@ def _torch_frames(parser, a, frames, boxes, init_box, detector, tracking, info):
     src = VideoSource(frames, boxes=boxes, init_box=init_box, detector=detector, name=str(a.video))
     res = track(model, [src], method.per_frame, 1, tracking, keep_frames=not method.offline, progress=not a.no_progress,
                 total=info.n_frames if info.n_frames > 0 else None)
-    rows = _offline(method, res, a.video) if method.offline else ((r.frame, r.landmarks, r.box, r.bootstrapped, r.nfe) for r in res)
+    rows = _offline(method, res, a.video) if method.offline else ((r.frame, r.landmarks, r.box, r.bootstrapped, r.nfe, r.residual) for r in res)
     return rows, method_label(method)
 
 # %% ../../nbs/06_video/10_track_cli.ipynb #a31731b6
@@ -146,7 +149,7 @@ def _onnx_frames(a, frames, init_box, detector, tracking, info):
     res = onnx_track(m, frames, init_box, detector, tracking, keep_frames=True)
     if not a.no_progress: res = tqdm_bar(res, total=info.n_frames if info.n_frames > 0 else None, desc=Path(a.video).name, unit='frame')
     cost = lambda r: float(m.first_iters * (tracking.bootstrap_iters + 1) if r.bootstrapped else m.k)
-    return ((r.frame, r.landmarks, r.box, r.bootstrapped, cost(r)) for r in res), f'RwR (k={m.k}, onnxruntime)'
+    return ((r.frame, r.landmarks, r.box, r.bootstrapped, cost(r), float('nan')) for r in res), f'RwR (k={m.k}, onnxruntime)'
 
 # %% ../../nbs/06_video/10_track_cli.ipynb #6e0d1ce8
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,10 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out is not None:
             writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), info.fps or 30.0, (info.width, info.height))
             if not writer.isOpened(): parser.error(f'--out {out}: OpenCV cannot write an mp4v video there')
-        lmw, t0 = NpyStreamWriter(lm_path), time.perf_counter()
-        for frame, lm, box, boot, f_evals in results:
+        lmw, t0, fps = landmark_writer(lm_path), time.perf_counter(), info.fps or 30.0
+        for frame, lm, box, boot, f_evals, res in results:
             if writer is not None: writer.write(cv2.cvtColor(draw_landmarks(frame, lm, box), cv2.COLOR_RGB2BGR))
-            lmw.append(lm)
+            lmw.append(FrameRow(n, n / fps, lm, box, res, f_evals, boot))
             n += 1; boots += bool(boot); nfe.append(f_evals)
         ok = True
     except NoFaceError as e:
