@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,11 +19,11 @@ import numpy as np
 from ..data.videoio import (VideoError, BoxTracking, FrameRow, as_box, box_problem, draw_landmarks, landmark_writer, read_frames,
                                video_info)
 from .detect import FaceDetector, NoFaceError
-from ..core.assets import demo_checkpoints
-from ..core.threads import choose_threads, set_threads
+from ..core.assets import demo_checkpoints, package_version
+from ..core.threads import choose_threads, idle_cores, set_threads
 
 # %% auto #0
-__all__ = ['NO_FACE_EXIT', 'default_outputs', 'default_checkpoint', 'build_parser', 'main']
+__all__ = ['NO_FACE_EXIT', 'default_outputs', 'default_checkpoint', 'build_parser', 'threads_warning', 'main']
 
 # %% ../../nbs/06_video/10_track_cli.ipynb #3538501f
 NO_FACE_EXIT = 3
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='ldeq-track', description='Track facial landmarks on a video (default: the shipped demo LDEQ '
                                 'with RwR, k = 2, the face found by a detector) and write an overlay video and the landmarks (T, L, 2).')
     p.add_argument('video', help='input video (any format OpenCV reads)')
+    p.add_argument('--version', action='version', version=f'ldeq-track (ldeq {package_version()})')
     w = p.add_mutually_exclusive_group()
     w.add_argument('--checkpoint', help='model checkpoint, ldeq or published format (default: the shipped demo LDEQ)')
     w.add_argument('--onnx', metavar='MODEL.onnx', help='track with the ldeq-export graphs on onnxruntime (no torch)')
@@ -151,11 +153,24 @@ def _onnx_frames(a, frames, init_box, detector, tracking, info):
     cost = lambda r: float(m.first_iters * (tracking.bootstrap_iters + 1) if r.bootstrapped else m.k)
     return ((r.frame, r.landmarks, r.box, r.bootstrapped, cost(r), float('nan')) for r in res), f'RwR (k={m.k}, onnxruntime)'
 
+# %% ../../nbs/06_video/10_track_cli.ipynb #8791db63
+def threads_warning(threads: int | None, env: str | None, idle: float | None) -> str | None:
+    "The warning for an OMP_NUM_THREADS (`env`) that asks for more threads than the idle cores, when --threads was not given."
+    try: n = int(env) if env and threads is None else None
+    except ValueError: return None
+    if n is None or idle is None or n <= max(1.0, round(idle, 1)): return None
+    return (f'ldeq-track: OMP_NUM_THREADS={n} asks for {n} threads but only {idle:.1f} core(s) are idle; with another busy process '
+            'this can make tracking many times slower (OpenMP threads wait for each other). --threads 1 avoids it.')
+
 # %% ../../nbs/06_video/10_track_cli.ipynb #6e0d1ce8
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of `ldeq-track`."
     parser = build_parser()
     a = parser.parse_args(argv)
+    env = os.environ.get('OMP_NUM_THREADS')
+    asks = a.threads is None and (env or '').strip().isdigit() and int(env) > 1       # measure the idle cores only then (0.2 s)
+    warn = threads_warning(a.threads, env, idle_cores() if asks else None)
+    if warn: print(warn, file=sys.stderr)
     info, boxes, init_box, out, lm_path = _check_args(parser, a)
     try: tracking = BoxTracking(bootstrap_iters=a.bootstrap_iters)
     except ValueError as e: parser.error(str(e))
