@@ -120,7 +120,7 @@ class DEQ(nn.Module):
     def _unrolled(self, x, z0: Tensor, cfg: SolverConfig, extra_step: bool) -> tuple[Tensor, SolverStats]:
         "Fixed-point iteration tracked by autograd (per-sample stopping), the O(K)-memory reference."
         B, shape = z0.shape[0], z0.shape
-        tr = _Tracker(z0.detach().reshape(B, -1), cfg, keep='last')
+        tr = _Tracker(z0.detach().reshape(B, -1), replace(cfg, keep='last'))    # autograd tracks the newest iterate
         z, fz = z0, None
         for k in range(cfg.max_iters if B else 0):
             fz = self.cell(z, x)

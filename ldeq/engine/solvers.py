@@ -93,10 +93,9 @@ class SolverStats:
 # %% ../../nbs/01_engine/00_solvers.ipynb #5286e7a9
 class _Tracker:
     "Per-sample residuals, best (or last) iterate, stopping flags and trace for a batched solve."
-    def __init__(self, X0: Tensor, cfg: SolverConfig, keep: str = 'best'):
+    def __init__(self, X0: Tensor, cfg: SolverConfig):
         B, dev = X0.shape[0], X0.device
-        self.cfg, self.rel, self.keep_last = cfg, cfg.stop_mode == 'rel', keep == 'last'
-        self.keep_last = self.keep_last or cfg.keep == 'last'       # e.g. RwR: the newest iterate, not the best
+        self.cfg, self.rel, self.keep_last = cfg, cfg.stop_mode == 'rel', cfg.keep == 'last'   # e.g. RwR: the newest iterate
         self.rdt = torch.float64 if X0.dtype == torch.float64 else torch.float32
         self.X0, self.best_X, self.best_F = X0, X0, None
         self.best_r = torch.full((B,), math.nan, dtype=self.rdt, device=dev)
