@@ -11,13 +11,13 @@ Parts (`--parts`, default all, in this order; the limits are those of a GPU run,
 
 env         (15 s) GPU name and memory, torch / CUDA / cuDNN versions, torch.cuda.is_available(), TF32 settings, the ldeq
             version and git commit, and what this machine still needs beyond the README's set-up.
-data        (90 s) The synthetic benchmark of `ldeq.faces.synth.ensure_synthetic` (5,000 + 1,000 stills, 20 clips) in the
+data        (180 s) The synthetic benchmark of `ldeq.faces.synth.ensure_synthetic` (5,000 + 1,000 stills, 25 + 25 clips of a 200-clip pool; 105-135 s with 16 cores on the H200 machine) in the
             default cache (`$LDEQ_CACHE` or ~/.cache/ldeq), generated with every CPU core when it is missing, before
             the parts that need it (they would generate it with 2 workers). --quick: a tiny set under --out.
-inference   (40 s) The `paper` preset (random weights, eval): images/s of an inference forward with exactly 12 solver
+inference   (30 s) The `paper` preset (random weights, eval): images/s of an inference forward with exactly 12 solver
             iterations (tol 0, `ldeq.models.model.time_forward`; the f-evaluations are counted by a hook) at batch 1, 32 and
             128, in fp32 and in bf16 autocast, with the peak GPU memory and the achieved conv TFLOP/s.
-train_step  (50 s) `ldeq.training.train.train_step` at batch 32 on a random batch: images/s and peak GPU memory
+train_step  (40 s) `ldeq.training.train.train_step` at batch 32 on a random batch: images/s and peak GPU memory
             (torch.cuda.max_memory_allocated) for the implicit and the JFB backward, fp32 and bf16; then Fig. 1 on the
             GPU, `ldeq.models.memory.fig1_memory_table`: one training step's memory for LDEQ implicit at 5, 10, 20 and 40
             iterations (flat: largest / smallest <= 1.10) and unrolled at 5 and 10 (growing), batch 8.
@@ -25,12 +25,12 @@ train_run   (90 s) A real run: `ldeq.training.train.train(TrainConfig.recipe('pa
             synthetic stills (640 of them, 40 steps of 16 per epoch, JFB, bf16, up to 8 loader workers), stopped by
             `max_steps` at step 210 (last.pt written), then resumed with `resume=True` to step 240: training loss per
             epoch (going down), images/s, and the resumed run continuing from the saved global step.
-video       (45 s) RwR (k = 2) against frame-by-frame on the synthetic clips, `paper` preset with random weights: batch
+video       (35 s) RwR (k = 2) against frame-by-frame on the synthetic clips, `paper` preset with random weights: batch
             1 on 2 clips and batched over 16 clips, through `benchmarks/bench_video.py`'s `load_clips` and `throughput`
             (`ldeq.video.tracking.track`: crop, model, mapping back); frames/s, f-evaluations per frame, peak GPU memory.
-tables      (115 s) nbs/tables.ipynb in quick mode on the device through papermill (`-p quick True -p device cuda`):
+tables      (70 s) nbs/tables.ipynb in quick mode on the device through papermill (`-p quick True -p device cuda`):
             Tables 1-3 of the shipped demo models; needs papermill and ipykernel in this Python.
-interop     (30 s) The official checkpoint format on the device: a `paper` model with random weights (tol 0, so that
+interop     (20 s) The official checkpoint format on the device: a `paper` model with random weights (tol 0, so that
             both devices make the same number of solver iterations) → `ldeq.models.checkpoint.save_official` →
             `load_official(map_location=device)`: the weights bit for bit, the configuration, and the landmarks of a
             fixed input within 1e-4 of the CPU model's (TF32 off; the default TF32 convolutions are reported too).

@@ -23,13 +23,19 @@ def run(ctx: Ctx) -> dict:
     return res
 
 
+def clips(v: dict) -> str:
+    "The clips of a videos config: the recorded selection of the default set (pool, hard, easy) or a plain VideosConfig."
+    if 'pool' in v: return f"{len(v['hard'])} + {len(v['easy'])} clips of a {v['pool']['n_pool']}-clip pool × {v['pool']['n_frames']} frames"
+    return f"{v['n_hard']} + {v['n_easy']} clips × {v['n_frames']} frames"
+
+
 def summary(r: dict) -> str:
     "One line of the data part."
     def part(k: str, what: str) -> str:
         return f"{what} {'cached' if r['cached'][k] else 'generated'} in {r[k]['seconds']:.0f} s" if k in r else f'no {k}'
     s, v = r.get('stills', {}).get('config'), r.get('videos', {}).get('config')
     sizes = ', '.join(([f"{s['n_train']:,} + {s['n_test']:,} stills"] if s else [])
-                      + ([f"{v['n_hard'] + v['n_easy']} clips × {v['n_frames']} frames"] if v else []))
+                      + ([clips(v)] if v else []))
     return f"{sizes} under {r['root']}: {part('stills', 'stills')}, {part('videos', 'videos')} ({r['workers']} workers)"
 
 

@@ -67,13 +67,13 @@ RUN_ALL = _table(
 
 GPU_CHECK = _table(
     Section('env', 'gpu_env', 'Environment', limit_s=15, quick_limit_s=60),
-    Section('data', 'gpu_data', 'Synthetic data', limit_s=90, quick_limit_s=120),
-    Section('inference', 'gpu_inference', 'Inference images/s', limit_s=40, quick_limit_s=120),
-    Section('train_step', 'gpu_train_step', 'Training step and memory (Fig. 1)', limit_s=50, quick_limit_s=180),
+    Section('data', 'gpu_data', 'Synthetic data', limit_s=180, quick_limit_s=120),
+    Section('inference', 'gpu_inference', 'Inference images/s', limit_s=30, quick_limit_s=120),
+    Section('train_step', 'gpu_train_step', 'Training step and memory (Fig. 1)', limit_s=40, quick_limit_s=180),
     Section('train_run', 'gpu_train_run', 'A short training run, stopped and resumed', needs_data=('stills',),
             limit_s=90, quick_limit_s=180),
-    Section('video', 'gpu_video', 'Video: RwR batched over clips', needs_data=('videos',), limit_s=45, quick_limit_s=180),
+    Section('video', 'gpu_video', 'Video: RwR batched over clips', needs_data=('videos',), limit_s=35, quick_limit_s=180),
     Section('tables', 'gpu_tables', 'Tables notebook (quick) on the device', needs_data=('stills', 'videos'),
-            limit_s=115, quick_limit_s=900),
-    Section('interop', 'gpu_interop', 'Official checkpoint format on the device', limit_s=30, quick_limit_s=120),
+            limit_s=70, quick_limit_s=900),
+    Section('interop', 'gpu_interop', 'Official checkpoint format on the device', limit_s=20, quick_limit_s=120),
 )

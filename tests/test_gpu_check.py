@@ -116,3 +116,10 @@ def test_bad_arguments_name_the_option(capsys):
         assert e.value.code == 2 and option in capsys.readouterr().err.strip().splitlines()[-1]
     a = gpu_check.parse_args(['--parts', 'interop,env', '--limits', 'env=7'])
     assert a.names == ('env', 'interop') and a.limit_s['env'] == 7 and sum(gpu_check.FULL.limits[i][1] for i in range(8)) <= 480
+
+
+def test_data_summary_reads_both_video_configs():
+    "The data part's line names the clips of the recorded default selection (pool, hard, easy) and of a plain config."
+    from benchmarks.gpu_data import clips
+    assert clips(dict(pool=dict(n_pool=200, n_frames=100), hard=[1, 2], easy=[3])) == '2 + 1 clips of a 200-clip pool × 100 frames'
+    assert clips(dict(n_hard=1, n_easy=1, n_frames=8)) == '1 + 1 clips × 8 frames'

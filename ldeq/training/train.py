@@ -510,8 +510,9 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
         model.load_state_dict(lc.model.state_dict()); model.to(memory_format=mf)
         optimizer.load_state_dict(ts['optimizer']); scheduler.load_state_dict(ts['scheduler'])
         if scaler is not None and ts.get('scaler'): scaler.load_state_dict(ts['scaler'])
-        torch.set_rng_state(ts['torch_rng'])
-        if dev.type == 'cuda' and ts.get('cuda_rng') is not None: torch.cuda.set_rng_state(ts['cuda_rng'], dev)
+        # RNG states are CPU ByteTensors; load_checkpoint's map_location moved them to `dev` (a resume on CUDA failed)
+        torch.set_rng_state(ts['torch_rng'].cpu())
+        if dev.type == 'cuda' and ts.get('cuda_rng') is not None: torch.cuda.set_rng_state(ts['cuda_rng'].cpu(), dev)
         for k in st: st[k] = ts[k]
         del lc
     if info.world_size > 1 and dev.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
