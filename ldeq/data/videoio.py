@@ -12,12 +12,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 
 # %% auto #0
-__all__ = ['LANDMARK_FORMATS', 'VideoError', 'VideoInfo', 'video_info', 'read_frames', 'as_box', 'box_from_landmarks',
+__all__ = ['VIDEO_EXTS', 'IMAGE_EXTS', 'STREAM_SCHEMES', 'LANDMARK_FORMATS', 'VideoError', 'VideoInfo', 'video_info',
+           'read_frames', 'open_frames', 'Input', 'find_inputs', 'read_image', 'as_box', 'box_from_landmarks',
            'BoxTracking', 'box_problem', 'draw_landmarks', 'NpyStreamWriter', 'FrameRow', 'landmark_columns',
            'landmark_writer']
 
@@ -36,16 +38,28 @@ class VideoInfo:
     n_frames: int
 
 # %% ../../nbs/03_data/00_videoio.ipynb #01147633
-def _open(path) -> tuple[Path, cv2.VideoCapture]:
-    "Open `path` with OpenCV or raise a VideoError naming it."
-    p = Path(path)
+def _is_live(src) -> bool:
+    "A camera index (an int) or a stream URL (`scheme://…`), as opposed to a file path."
+    return isinstance(src, int) or (isinstance(src, str) and '://' in src)
+
+def _open(src) -> tuple[str, cv2.VideoCapture]:
+    "Open a video file, a camera index or a stream URL with OpenCV, or raise a VideoError naming it."
+    if _is_live(src):
+        cap = cv2.VideoCapture(src)
+        if not cap.isOpened():
+            cap.release()
+            raise VideoError(f'{"camera " if isinstance(src, int) else ""}{src}: OpenCV cannot open this '
+                             f'{"camera" if isinstance(src, int) else "stream"}')
+        return str(src), cap
+    p = Path(src)
     if not p.exists(): raise VideoError(f'{p}: no such video file')
     if not p.is_file(): raise VideoError(f'{p}: not a file')
     cap = cv2.VideoCapture(str(p))
     if not cap.isOpened():
         cap.release()
         raise VideoError(f'{p}: OpenCV cannot open this file as a video (unknown container or codec, or not a video)')
-    return p, cap
+    return str(p), cap
+
 
 # %% ../../nbs/03_data/00_videoio.ipynb #236e95ea
 def video_info(path) -> VideoInfo:
@@ -61,8 +75,12 @@ def video_info(path) -> VideoInfo:
     return VideoInfo(str(p), w, h, fps if math.isfinite(fps) and fps > 0 else 0.0, n if n > 0 else -1)
 
 # %% ../../nbs/03_data/00_videoio.ipynb #56770371
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    "An OpenCV BGR (or grey) frame as RGB uint8 (H, W, 3)."
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+
 def read_frames(path) -> Iterator[np.ndarray]:
-    "Stream the frames of a video file as RGB uint8 (H, W, 3) arrays, one at a time."
+    "Stream the frames of a video file, a camera index or a stream URL as RGB uint8 (H, W, 3) arrays, one at a time."
     p, cap = _open(path)
     try:
         n = 0
@@ -70,9 +88,92 @@ def read_frames(path) -> Iterator[np.ndarray]:
             ok, frame = cap.read()
             if not ok or frame is None: break
             n += 1
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            yield _rgb(frame)
         if n == 0: raise VideoError(f'{p}: opened, but no frame could be decoded')
     finally: cap.release()
+
+
+# %% ../../nbs/03_data/00_videoio.ipynb #d2a932e7
+def open_frames(src) -> tuple[VideoInfo, Iterator[np.ndarray]]:
+    "Open a video file, camera index or stream URL once: its facts (size from the first frame; n_frames -1 when live) and its RGB frames."
+    p, cap = _open(src)
+    ok, first = cap.read()
+    if not ok or first is None:
+        cap.release(); raise VideoError(f'{p}: opened, but no frame could be decoded')
+    fps, n = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), -1 if _is_live(src) else int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or -1)
+    info = VideoInfo(p, first.shape[1], first.shape[0], fps if math.isfinite(fps) and 0 < fps < 1000 else 0.0, n if n > 0 else -1)
+    def frames():
+        try:
+            yield _rgb(first)
+            while True:
+                ok, f = cap.read()
+                if not ok or f is None: return
+                yield _rgb(f)
+        finally: cap.release()
+    return info, frames()
+
+
+# %% ../../nbs/03_data/00_videoio.ipynb #778f5bca
+VIDEO_EXTS = frozenset({'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv', '.ts', '.3gp', '.ogv'})
+IMAGE_EXTS = frozenset({'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'})
+STREAM_SCHEMES = ('rtsp', 'rtsps', 'rtmp', 'http', 'https', 'udp', 'tcp', 'srt')
+
+@dataclass(frozen=True)
+class Input:
+    "One thing to track: a video file, a camera, a stream URL, or still images (one row each)."
+    kind: str                       # 'video' | 'camera' | 'stream' | 'images'
+    source: str | int               # the file, the camera index, the URL; images: the folder or the image file
+    name: str                       # the stem of its outputs (relative to the folder given, for folder inputs)
+    images: tuple[str, ...] = ()    # kind 'images': the files, in order
+
+    @property
+    def live(self) -> bool:
+        "A camera or a stream: unknown length, ended by the source or by Ctrl-C / SIGTERM."
+        return self.kind in ('camera', 'stream')
+
+
+# %% ../../nbs/03_data/00_videoio.ipynb #9c5ded75
+def _stream_name(url: str) -> str:
+    "An output stem for a stream URL: its last path part without extension, else its host."
+    u = urlparse(url)
+    stem = Path(u.path).stem
+    return ''.join(c if c.isalnum() or c in '-_' else '_' for c in (stem or u.hostname or 'stream'))
+
+def _media(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    "The video and image files of `folder` (sorted; not ldeq-track's own `*.ldeq.*` outputs, not hidden files)."
+    files = sorted(p for p in (folder.rglob('*') if recursive else folder.iterdir())
+                   if p.is_file() and not p.name.startswith('.') and not p.stem.endswith('.ldeq'))
+    return [p for p in files if p.suffix.lower() in VIDEO_EXTS], [p for p in files if p.suffix.lower() in IMAGE_EXTS]
+
+
+# %% ../../nbs/03_data/00_videoio.ipynb #e62f46d1
+def find_inputs(spec, recursive: bool = False) -> list[Input]:
+    "What `ldeq-track SPEC` tracks: a camera index ('0'), a stream URL, a video or image file, or a folder of them."
+    s = str(spec)
+    if s.isdigit(): return [Input('camera', int(s), f'camera{s}')]
+    if '://' in s:
+        scheme = s.split('://', 1)[0].lower()
+        if scheme not in STREAM_SCHEMES: raise VideoError(f'{s}: unsupported URL scheme {scheme!r} (streams: {", ".join(STREAM_SCHEMES)})')
+        return [Input('stream', s, _stream_name(s))]
+    p = Path(s)
+    if p.is_dir():
+        vids, imgs = _media(p, recursive)
+        if not vids and not imgs:
+            raise VideoError(f'{p}: no video or image files in this folder' + ('' if recursive else ' (--recursive looks into subfolders)'))
+        out = [Input('video', str(v), str(v.relative_to(p).with_suffix(''))) for v in vids]
+        return out + ([Input('images', str(p), p.resolve().name or 'images', tuple(map(str, imgs)))] if imgs else [])
+    if not p.exists(): raise VideoError(f'{p}: no such file or folder')
+    if p.suffix.lower() in IMAGE_EXTS: return [Input('images', str(p), p.stem, (str(p),))]
+    return [Input('video', str(p), p.stem)]
+
+
+# %% ../../nbs/03_data/00_videoio.ipynb #0daba31b
+def read_image(path) -> np.ndarray:
+    "A still image as RGB uint8 (H, W, 3), or a VideoError naming the file."
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None: raise VideoError(f'{path}: OpenCV cannot decode this file as an image' + ('' if Path(path).exists() else ' (no such file)'))
+    return _rgb(img)
+
 
 # %% ../../nbs/03_data/00_videoio.ipynb #054ff6e5
 def as_box(box, who: str = 'box') -> np.ndarray:
@@ -178,6 +279,7 @@ class FrameRow:
     residual: float = float('nan')      # the solver's relative residual ‖f(z) − z‖ / ‖f(z)‖ (NaN: no solver)
     nfe: float = float('nan')           # evaluations of f spent on the frame
     bootstrapped: bool = False
+    file: str | None = None             # still images: the image the row is of
 
     @property
     def face(self) -> bool:
@@ -185,17 +287,26 @@ class FrameRow:
         return bool(np.isfinite(self.landmarks).all())
 
     def values(self) -> list:
-        "The CSV row: frame, time_s, face, box (4), residual, nfe, bootstrapped, then x0, y0, x1, y1, …"
-        return [self.frame, self.time_s, int(self.face), *np.asarray(self.box, float)[:4], self.residual, self.nfe,
+        "The CSV row: [file,] frame, time_s, face, box (4), residual, nfe, bootstrapped, then x0, y0, x1, y1, …"
+        return ([] if self.file is None else [self.file]) + [self.frame, self.time_s, int(self.face), *np.asarray(self.box, float)[:4], self.residual, self.nfe,
                 int(bool(self.bootstrapped)), *np.asarray(self.landmarks, float).reshape(-1)]
 
 # %% ../../nbs/03_data/00_videoio.ipynb #33005e67
-def landmark_columns(n_landmarks: int) -> list[str]:
-    "The CSV header for `n_landmarks` landmarks."
-    return (['frame', 'time_s', 'face', 'box_x1', 'box_y1', 'box_x2', 'box_y2', 'residual', 'nfe', 'bootstrapped']
+def landmark_columns(n_landmarks: int, file: bool = False) -> list[str]:
+    "The CSV header for `n_landmarks` landmarks (with a first `file` column for still images)."
+    return ((['file'] if file else []) + ['frame', 'time_s', 'face', 'box_x1', 'box_y1', 'box_x2', 'box_y2', 'residual', 'nfe', 'bootstrapped']
             + [f'{c}{i}' for i in range(n_landmarks) for c in 'xy'])
 
+
 # %% ../../nbs/03_data/00_videoio.ipynb #a792c475
+def _json(v, n: int | None = None):
+    "Numbers for JSON: floats, lists of them, null for NaN (JSON has no NaN; readers in other languages reject it)."
+    a = np.asarray(v, float)
+    a = a.reshape(-1)[:n].reshape(-1) if n else a
+    out = np.where(np.isfinite(a), a, np.nan).tolist()
+    fix = lambda x: [fix(y) for y in x] if isinstance(x, list) else (None if x != x else x)
+    return fix(out)
+
 class _TextRows:
     "CSV or JSON-lines rows written and flushed one frame at a time; `discard` removes the file."
     def __init__(self, path, kind: str):
@@ -204,12 +315,12 @@ class _TextRows:
 
     def append(self, row: FrameRow) -> None:
         if self.kind == 'csv':
-            if self.n == 0: self._w.writerow(landmark_columns(len(row.landmarks)))
+            if self.n == 0: self._w.writerow(landmark_columns(len(row.landmarks), row.file is not None))
             self._w.writerow(row.values())
         else:
-            self._f.write(json.dumps(dict(frame=row.frame, time_s=row.time_s, face=row.face, box=np.asarray(row.box, float)[:4].tolist(),
-                                          residual=row.residual, nfe=row.nfe, bootstrapped=bool(row.bootstrapped),
-                                          landmarks=np.asarray(row.landmarks, float).tolist())) + '\n')
+            obj = dict(frame=row.frame, time_s=row.time_s, face=row.face, box=_json(row.box, 4), residual=_json(row.residual),
+                       nfe=_json(row.nfe), bootstrapped=bool(row.bootstrapped), landmarks=_json(row.landmarks))
+            self._f.write(json.dumps(obj if row.file is None else dict(file=row.file, **obj), allow_nan=False) + '\n')
         self._f.flush(); self.n += 1
 
     def close(self) -> Path:

@@ -9,7 +9,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.videoio import VideoError, BoxTracking, as_box, box_from_landmarks, box_problem
-from .detect import NoFaceError
 
 # %% auto #0
 __all__ = ['whole_frame', 'BoxPolicy', 'bootstrap']
@@ -37,18 +36,18 @@ class BoxPolicy:
         return self.boxes is None
 
 # %% ../../nbs/06_video/01_boxes.ipynb #9514aa45
-def _restart(self: BoxPolicy, t: int, frame: np.ndarray) -> np.ndarray:
-    "The box to (re-)bootstrap frame t from: a new detection, else the last detected or initial box, else the whole frame."
+def _restart(self: BoxPolicy, t: int, frame: np.ndarray) -> np.ndarray | None:
+    "The box to (re-)bootstrap frame t from: a new detection (None when the detector finds no face), else the initial box, else the whole frame."
     if self.detector is not None:
         b = self.detector(frame)
-        if b is not None: self.ref = as_box(b, f'{self.name}: detector box on frame {t}')
-        elif self.ref is None: raise NoFaceError(f'{self.name}: no face found on frame {t} (and no earlier box to start from)')
+        if b is None: self.landmarks = self.box = None; return None
+        self.ref = as_box(b, f'{self.name}: detector box on frame {t}')
     return self.ref if self.ref is not None else whole_frame(frame.shape)
 BoxPolicy.restart = _restart
 
 # %% ../../nbs/06_video/01_boxes.ipynb #a9eb4a28
 def _propose(self: BoxPolicy, t: int, frame: np.ndarray) -> tuple[np.ndarray, bool]:
-    "The box of frame t and whether the frame must be bootstrapped in it."
+    "The box of frame t (None: no face found) and whether the frame must be bootstrapped in it."
     if self.boxes is not None: return as_box(self.boxes[t], f'{self.name}: box of frame {t}'), False
     b = None if self.landmarks is None else box_from_landmarks(self.landmarks)
     if b is not None and box_problem(b, frame.shape, self.box, self.tracking) is None: return b, False

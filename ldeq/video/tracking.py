@@ -21,9 +21,17 @@ from .boxes import BoxPolicy
 from .methods import TemporalMethod, MethodOutput, parse_method, method_label
 
 # %% auto #0
-__all__ = ['model_input_size', 'eval_mode', 'VideoSource', 'FrameResult', 'track', 'TrackResult', 'track_videos']
+__all__ = ['model_landmarks', 'model_input_size', 'eval_mode', 'VideoSource', 'FrameResult', 'track', 'TrackResult',
+           'track_videos']
 
 # %% ../../nbs/06_video/04_tracking.ipynb #01bbaee1
+def model_landmarks(model: nn.Module) -> int:
+    "The number of landmarks L a model predicts, from `model.cfg.n_landmarks` (rows without a face need it)."
+    for obj in (getattr(model, 'cfg', None), getattr(model, 'config', None), model):
+        n = getattr(obj, 'n_landmarks', None)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0: return n
+    raise TypeError(f'cannot tell how many landmarks {type(model).__name__} predicts: it has no cfg.n_landmarks or n_landmarks')
+
 def model_input_size(model: nn.Module) -> int:
     "The crop side S a model expects, from `model.cfg.image_size` or `model.image_size`."
     for obj in (getattr(model, 'cfg', None), getattr(model, 'config', None), model):
@@ -54,6 +62,7 @@ class _Runner:
         self.model, self.method, self.tracking = model, method, tracking
         self.size = model_input_size(model)
         self.device, self.dtype = _device_dtype(model)
+        self.n_landmarks = model_landmarks(model)
 
     def crops(self, frames: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> tuple[torch.Tensor, list]:
         "Normalised crops (b, 3, S, S) of `frames` around `boxes`, and their affine maps."
@@ -94,6 +103,7 @@ class FrameResult:
     bootstrapped: bool                # the box was (re-)bootstrapped on this frame (tracking)
     seconds: float                    # this frame's share of the step's wall time
     frame: np.ndarray | None = None   # the RGB frame itself, with `keep_frames=True`
+    found: bool = True                # a face was found (box given, tracked or detected); False: NaN landmarks and box
 
 # %% ../../nbs/06_video/04_tracking.ipynb #22ddd3e0
 @dataclass
@@ -106,6 +116,11 @@ class _Row:
     residual: float
     failed: bool
     bootstrapped: bool
+    found: bool = True
+
+def _no_face(n_landmarks: int) -> _Row:
+    "The row of a frame without a face: NaN landmarks and box, no evaluations spent."
+    return _Row(np.full((n_landmarks, 2), np.nan), np.full(4, np.nan), None, 0.0, float('nan'), False, False, False)
 
 def _rows(lm: np.ndarray, out: MethodOutput, pairs, boxes: list, extra: dict, bootstrapped: bool) -> dict[int, _Row]:
     "Rows for the slots j of (batch position a, slot j) `pairs`; `extra` adds evaluations already spent on slot j."
@@ -177,11 +192,14 @@ def _step(run: _Runner, slots: list[_Stream]) -> list[_Row]:
     n = len(slots)
     boxes, boot = map(list, zip(*[s.policy.propose(s.t, s.frame) for s in slots]))
     spent: dict[int, float] = {}
-    rows = _warm(run, slots, [j for j in range(n) if slots[j].state is not None and not boot[j]], boxes, boot, spent)
+    rows = {j: _no_face(run.n_landmarks) for j in range(n) if boxes[j] is None}
+    rows |= _warm(run, slots, [j for j in range(n) if j not in rows and slots[j].state is not None and not boot[j]], boxes, boot, spent)
+    rows |= {j: _no_face(run.n_landmarks) for j in range(n) if j not in rows and boxes[j] is None}   # lost, and no detection
     rows |= _fresh(run, slots, [j for j in range(n) if j not in rows and not boot[j]], boxes, spent)
     rows |= _bootstrap(run, slots, [j for j in range(n) if j not in rows], boxes, spent)
     for j, s in enumerate(slots):
         r = rows[j]
+        if not r.found: s.state = None; continue
         if not np.isfinite(r.landmarks).all(): raise FloatingPointError(f'{s.name}: the model gave non-finite landmarks on frame {s.t}')
         s.state = None if r.failed else r.state
         s.policy.update(r.landmarks, r.box, r.failed)
@@ -218,7 +236,7 @@ def track(model: nn.Module, sources: Iterable[VideoSource], method='frame-by-fra
             bar.update(len(slots))
             for s, r in zip(slots, rows):
                 yield FrameResult(s.i, s.name, s.t, r.landmarks, r.box, r.nfe, r.residual, r.failed, r.bootstrapped, dt,
-                                  s.frame if keep_frames else None)
+                                  s.frame if keep_frames else None, r.found)
     finally: bar.close()
 
 # %% ../../nbs/06_video/04_tracking.ipynb #65645052
