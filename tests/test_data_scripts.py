@@ -36,6 +36,13 @@ def test_tiny_pipeline(tmp_path):
         rep = json.loads(r.stdout[:r.stdout.rindex('}') + 1])
         assert rep['layout'] == layout and grid.stat().st_size > 1000
     assert rep['hard']['frames_total'] == 4 and rep['easy']['n_videos'] == 1
+    assert rep['coverage'] == 'hard 1/1, easy 1/1' and 'coverage: hard 1/1, easy 1/1' in r.stdout
+    vroot = tmp_path / 'syn' / 'wflw_v'                                           # a video gone: reported, listed, no crash
+    gone = (vroot / 'hard_video_IDs.txt').read_text().split()[0]
+    (vroot / 'videos' / f'{gone}.mp4').unlink()
+    r = run('check_dataset.py', vroot, '--grid', tmp_path / 'v.png', '--missing', tmp_path / 'missing.csv', '--no-progress')
+    assert r.returncode == 0, r.stderr
+    assert 'coverage: hard 0/1, easy 1/1' in r.stdout and (tmp_path / 'missing.csv').read_text().splitlines()[1].startswith(f'{gone},hard,missing: ')
     from ldeq.data.formats import CroppedStills, WFLWStills
     a, b = WFLWStills(tmp_path / 'syn' / 'wflw', 'test', size=64), CroppedStills(tmp_path / 'pre', 'test', size=64)
     assert np.allclose(a[1][1], b[1][1], atol=1e-7)

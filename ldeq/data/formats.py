@@ -9,6 +9,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
@@ -26,10 +27,12 @@ from ..core.wflw import ATTRIBUTES, N_LANDMARKS, SUBSET_STEMS, VIDEO_SUBSETS
 __all__ = ['SUBSETS', 'PRECROPPED_SPLITS', 'WFLW_IMAGES', 'WFLW_ANNOTATIONS', 'WFLW_FIELDS', 'DataFormatError', 'WFLWRecord',
            'parse_wflw_line', 'read_wflw_annotations', 'format_wflw_record', 'write_wflw_annotations',
            'wflw_annotation_file', 'CroppedRecord', 'parse_precropped_line', 'read_precropped_list',
-           'write_precropped_list', 'precropped_list_file', 'warp_crop', 'read_video_ids', 'iter_video_frames',
-           'count_video_frames', 'VideoClip', 'load_clip', 'WFLWVItem', 'wflwv_items', 'WFLWVideos', 'WFLWVWriter',
-           'detect_layout', 'WFLWStills', 'CroppedStills', 'open_stills', 'LandmarkDataset', 'prepare_precropped',
-           'draw_landmarks', 'landmark_grid', 'check_dataset']
+           'write_precropped_list', 'precropped_list_file', 'warp_crop', 'read_video_ids', 'DownloadRange',
+           'read_download_ranges', 'iter_video_frames', 'count_video_frames', 'VideoClip', 'read_clip_arrays',
+           'load_clip', 'WFLWVItem', 'wflwv_items', 'WFLWVideos', 'write_mp4v', 'WFLWVWriter', 'MissingVideosWarning',
+           'Coverage', 'wflwv_coverage', 'coverage_line', 'write_missing', 'warn_missing', 'detect_layout',
+           'WFLWStills', 'CroppedStills', 'open_stills', 'LandmarkDataset', 'prepare_precropped', 'draw_landmarks',
+           'landmark_grid', 'check_dataset']
 
 # %% ../../nbs/03_data/01_formats.ipynb #3e969a50
 SUBSETS = {s: k for k, s in enumerate(SUBSET_STEMS)}     # test-subset name (list-file stem) → attribute column
@@ -222,6 +225,47 @@ def read_video_ids(root, subset: str = 'full') -> list[str]:
             ids.append(f[0])
     return ids
 
+# %% ../../nbs/03_data/01_formats.ipynb #297fcfb6
+@dataclass(frozen=True)
+class DownloadRange:
+    "One line of the published `download_ranges.txt`: a YouTube ID and the inclusive range of source frames its clip keeps."
+    id: str
+    start: int                   # first kept frame, the source's decoded frames counted from 0
+    end: int                     # last kept frame (inclusive)
+    where: str = ''              # file:line, for messages
+
+    @property
+    def n_frames(self) -> int: return self.end - self.start + 1
+
+_VIDEO_ID = re.compile(r'[A-Za-z0-9_-]+')     # YouTube's alphabet; also makes the ID a safe file name and URL part
+_UINT = re.compile(r'[0-9]+')
+
+# %% ../../nbs/03_data/01_formats.ipynb #0bd84f29
+def _range_line(line: str, path, i: int) -> DownloadRange:
+    "Parse `<id> <start> <end>` (0 ≤ start ≤ end)."
+    f, w = line.split(), _where(path, i)
+    if len(f) != 3: raise DataFormatError(f'{w}: expected 3 fields (<video id> <start frame> <end frame>), got {len(f)}')
+    if not _VIDEO_ID.fullmatch(f[0]): raise DataFormatError(f'{w}: video ID {f[0]!r} may hold only letters, digits, - and _')
+    for k, name in ((1, 'start'), (2, 'end')):
+        if not _UINT.fullmatch(f[k]): raise DataFormatError(f'{w}: {name} frame (field {k + 1}) is {f[k]!r}, not an integer >= 0')
+    start, end = int(f[1]), int(f[2])
+    if end < start: raise DataFormatError(f'{w}: end frame {end} is before start frame {start}')
+    return DownloadRange(f[0], start, end, w)
+
+# %% ../../nbs/03_data/01_formats.ipynb #484f789e
+def read_download_ranges(path) -> list[DownloadRange]:
+    "The clips of a WFLW-V download list (`<youtube id> <start frame> <end frame>` per line), IDs unique."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: WFLW-V download list not found')
+    out, seen = [], {}
+    for i, line in _read_lines(path):
+        r = _range_line(line, path, i)
+        if r.id in seen: raise DataFormatError(f'{r.where}: video ID {r.id!r} listed twice (first at line {seen[r.id]})')
+        seen[r.id] = i
+        out.append(r)
+    if not out: raise DataFormatError(f'{path}: the download list has no line')
+    return out
+
 # %% ../../nbs/03_data/01_formats.ipynb #31efe171
 def iter_video_frames(path, expected: Optional[int] = None, rgb: bool = True) -> Iterator[np.ndarray]:
     "Stream the frames of a WFLW-V video (uint8, RGB unless `rgb` is False) with `ldeq.data.videoio.read_frames`; with `expected`, the count must match."
@@ -288,20 +332,23 @@ def _load_array(path, what: str) -> np.ndarray:
     return a
 
 # %% ../../nbs/03_data/01_formats.ipynb #6abe366c
+def read_clip_arrays(landmarks, bboxes, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+    "The landmarks (T, 98, 2) and boxes (T, >= 4) of one WFLW-V clip from their .npy files, checked against each other."
+    lm, bb = _load_array(landmarks, 'landmarks'), _load_array(bboxes, 'bboxes')
+    if lm.ndim != 3 or lm.shape[1:] != (N_LANDMARKS, 2):
+        raise DataFormatError(f'{landmarks}: landmarks have shape {lm.shape}, expected (T, 98, 2)')
+    if bb.ndim != 2 or bb.shape[1] < 4: raise DataFormatError(f'{bboxes}: bboxes have shape {bb.shape}, expected (T, >=4)')
+    if len(lm) != len(bb):
+        raise DataFormatError(f'{video_id}: {len(lm)} landmark frames but {len(bb)} box frames ({landmarks}, {bboxes})')
+    if len(lm) == 0: raise DataFormatError(f'{landmarks}: no frame (landmarks have shape {lm.shape})')
+    return lm, bb
+
+# %% ../../nbs/03_data/01_formats.ipynb #d51ebe1a
 def load_clip(root, video_id: str, check_count: bool = True) -> VideoClip:
     "Load one WFLW-V clip and check its arrays (and, with `check_count`, the container's frame count)."
     root = Path(root)
     video = root / 'videos' / f'{video_id}.mp4'
-    lm = _load_array(root / 'landmarks' / f'{video_id}.npy', 'landmarks')
-    bb = _load_array(root / 'bboxes' / f'{video_id}.npy', 'bboxes')
-    if lm.ndim != 3 or lm.shape[1:] != (N_LANDMARKS, 2):
-        raise DataFormatError(f'{root / "landmarks" / video_id}.npy: landmarks have shape {lm.shape}, expected (T, 98, 2)')
-    if bb.ndim != 2 or bb.shape[1] < 4:
-        raise DataFormatError(f'{root / "bboxes" / video_id}.npy: bboxes have shape {bb.shape}, expected (T, >=4)')
-    if len(lm) != len(bb):
-        raise DataFormatError(f'{video_id}: {len(lm)} landmark frames but {len(bb)} box frames '
-                              f'({root / "landmarks"}, {root / "bboxes"})')
-    if len(lm) == 0: raise DataFormatError(f'{root / "landmarks" / video_id}.npy: no frame (landmarks have shape {lm.shape})')
+    lm, bb = read_clip_arrays(root / 'landmarks' / f'{video_id}.npy', root / 'bboxes' / f'{video_id}.npy', video_id)
     if not video.is_file(): raise FileNotFoundError(f'{video}: video not found')
     if check_count:
         cap = cv2.VideoCapture(str(video))
@@ -344,6 +391,25 @@ class WFLWVideos:
     def __len__(self) -> int: return len(self.ids)
     def __getitem__(self, i: int) -> VideoClip: return load_clip(self.root, self.ids[i])
 
+# %% ../../nbs/03_data/01_formats.ipynb #7a35c8bd
+def write_mp4v(path, frames: Iterable[np.ndarray], fps: float = 25.0, rgb: bool = True) -> tuple[int, tuple[int, int]]:
+    "Stream uint8 (H, W, 3) frames (RGB unless `rgb` is False) into an `mp4v` video at `path`, never resized; returns (frames, (H, W))."
+    writer, n, size = None, 0, None
+    try:
+        for frame in frames:
+            f = np.asarray(frame)
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3: raise ValueError(f'{path}: frame {n} is {f.dtype} {f.shape}, expected uint8 (H, W, 3)')
+            if writer is None:
+                size = f.shape
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), float(fps), (f.shape[1], f.shape[0]))
+                if not writer.isOpened(): raise RuntimeError(f'{path}: cannot open an mp4v video writer')
+            if f.shape != size: raise ValueError(f'{path}: frame {n} has shape {f.shape}, the first had {size}')
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR) if rgb else f)
+            n += 1
+    finally:
+        if writer is not None: writer.release()
+    return n, (size[:2] if size else (0, 0))
+
 # %% ../../nbs/03_data/01_formats.ipynb #253c7ba7
 class WFLWVWriter:
     "Writes clips in the WFLW-V layout under `root`."
@@ -360,24 +426,11 @@ class WFLWVWriter:
         for sub in ('videos', 'landmarks', 'bboxes'): (self.root / sub).mkdir(parents=True, exist_ok=True)
         path = self.root / 'videos' / f'{video_id}.mp4'
         tmp = path.with_name(f'.{video_id}.tmp.mp4')
-        writer, n = None, 0
         try:
-            for frame in frames:
-                f = np.asarray(frame)
-                if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3: raise ValueError(f'{video_id}: frame {n} is {f.dtype} {f.shape}, expected uint8 (H, W, 3)')
-                if writer is None:
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*'mp4v'), float(fps), (f.shape[1], f.shape[0]))
-                    if not writer.isOpened(): raise RuntimeError(f'{tmp}: cannot open an mp4v video writer')
-                    size = f.shape
-                if f.shape != size: raise ValueError(f'{video_id}: frame {n} has shape {f.shape}, the first had {size}')
-                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR) if rgb else f)
-                n += 1
-            if writer is not None: writer.release(); writer = None
+            n, _ = write_mp4v(tmp, frames, fps, rgb)
             if n != len(lm): raise ValueError(f'{video_id}: {n} frames written but {len(lm)} landmark frames given')
             os.replace(tmp, path)
-        finally:
-            if writer is not None: writer.release()
-            tmp.unlink(missing_ok=True)
+        finally: tmp.unlink(missing_ok=True)
         np.save(self.root / 'landmarks' / f'{video_id}.npy', lm)
         np.save(self.root / 'bboxes' / f'{video_id}.npy', bb)
         return n
@@ -387,6 +440,65 @@ class WFLWVWriter:
         if set(hard) & set(easy): raise ValueError(f'IDs in both hard and easy: {sorted(set(hard) & set(easy))[:5]}')
         _atomic_write_text(self.root / 'hard_video_IDs.txt', ''.join(f'{i}\n' for i in hard))
         _atomic_write_text(self.root / 'easy_video_IDs.txt', ''.join(f'{i}\n' for i in easy))
+
+# %% ../../nbs/03_data/01_formats.ipynb #902a8055
+class MissingVideosWarning(UserWarning):
+    "Listed WFLW-V videos that are missing or unreadable, and are left out of a computation."
+
+@dataclass
+class Coverage:
+    "Which videos of a WFLW-V subset a root holds: the listed IDs and, for each one missing or unusable, why."
+    subset: str
+    listed: list[str]
+    missing: dict[str, str]      # video ID -> reason
+
+    @property
+    def present(self) -> list[str]: return [i for i in self.listed if i not in self.missing]
+
+    def line(self) -> str:
+        "'hard 431/500': present of listed."
+        return f'{self.subset} {len(self.present)}/{len(self.listed)}'
+
+# %% ../../nbs/03_data/01_formats.ipynb #2b02a8d2
+def _clip_problem(root: Path, video_id: str, check: bool) -> Optional[str]:
+    "Why a listed clip cannot be evaluated, or None."
+    try:
+        if check: load_clip(root, video_id, check_count=True)
+        else:
+            for sub, ext in (('videos', 'mp4'), ('landmarks', 'npy'), ('bboxes', 'npy')):
+                if not (root / sub / f'{video_id}.{ext}').is_file(): raise FileNotFoundError(f'{root / sub / video_id}.{ext}: not found')
+    except FileNotFoundError as e: return f'missing: {e}'
+    except DataFormatError as e: return f'unreadable: {e}'
+    return None
+
+def wflwv_coverage(root, subset: str = 'full', check: bool = True) -> Coverage:
+    "The listed videos of a WFLW-V root's subset and why each unusable one is (missing file; with `check`, `load_clip`'s checks)."
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f'WFLW-V root {root}: no such folder')
+    ids = read_video_ids(root, subset)
+    problems = {i: _clip_problem(root, i, check) for i in ids}
+    return Coverage(subset, ids, {i: p for i, p in problems.items() if p is not None})
+
+# %% ../../nbs/03_data/01_formats.ipynb #df140eb8
+def coverage_line(coverages: Sequence[Coverage]) -> str:
+    "'hard 431/500, easy 468/500'."
+    return ', '.join(c.line() for c in coverages)
+
+def write_missing(path, coverages: Sequence[Coverage]) -> Path:
+    "A CSV (id, subset, reason) of every listed video left out, header only when none is."
+    import csv
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator='\n')
+    w.writerow(['id', 'subset', 'reason'])
+    for c in coverages: w.writerows([i, c.subset, c.missing[i]] for i in c.listed if i in c.missing)
+    return _atomic_write_text(path, buf.getvalue())
+
+def warn_missing(coverage: Coverage, what: str = 'evaluated') -> None:
+    "Say loudly (a `MissingVideosWarning`) that the missing videos of a subset are left out; nothing when none is."
+    if not coverage.missing: return
+    first = next(iter(coverage.missing.items()))
+    warnings.warn(f'WFLW-V {coverage.subset}: {len(coverage.missing)} of {len(coverage.listed)} listed videos are missing or unreadable '
+                  f'and not {what} (coverage {coverage.line()}); first: {first[0]} ({first[1]})', MissingVideosWarning, stacklevel=3)
 
 # %% ../../nbs/03_data/01_formats.ipynb #af222d8d
 def detect_layout(root) -> str:
@@ -587,7 +699,7 @@ def _ranges(lms: np.ndarray) -> dict:
 
 # %% ../../nbs/03_data/01_formats.ipynb #8e3aa82f
 def check_dataset(root, n_grid: int = 16, decode: bool = False, progress: bool = True, seed: int = 0) -> tuple[dict, np.ndarray]:
-    "Validate a WFLW, pre-cropped or WFLW-V root; returns (report dict, grid image of random samples with landmarks)."
+    "Validate a WFLW, pre-cropped or WFLW-V root (its coverage: the missing videos, with why); returns (report dict, grid of random samples with landmarks)."
     from ldeq.core.progress import tqdm_bar
     root = Path(root)
     layout = detect_layout(root)
@@ -614,20 +726,25 @@ def check_dataset(root, n_grid: int = 16, decode: bool = False, progress: bool =
                 crop, lm = src[int(i)]
                 samples.append((crop, lm * src.size))
     else:
+        covs = []
         for subset in ('hard', 'easy'):
-            try: ids = read_video_ids(root, subset)
+            try: cov = wflwv_coverage(root, subset)
             except FileNotFoundError: continue
             frames = []
-            for vid in tqdm_bar(ids, desc=f'check {subset} videos', disable=not progress):
+            for vid in tqdm_bar(cov.present, desc=f'check {subset} videos', disable=not progress):
                 clip = load_clip(root, vid)
-                if decode: sum(1 for _ in clip.frames(rgb=False))
+                if decode:
+                    try: sum(1 for _ in clip.frames(rgb=False))
+                    except DataFormatError as e: cov.missing[vid] = f'unreadable: {e}'; continue
                 frames.append(clip.n_frames)
-            rep[subset] = dict(n_videos=len(ids), frames_total=int(sum(frames)),
-                               frames_per_video=[int(min(frames)), int(max(frames))] if frames else None)
-            for vid in rng.choice(ids, size=min(max(1, n_grid // 2), len(ids)), replace=False):
+            covs.append(cov)
+            rep[subset] = dict(n_videos=len(cov.listed), present=len(cov.present), frames_total=int(sum(frames)),
+                               frames_per_video=[int(min(frames)), int(max(frames))] if frames else None, missing=dict(cov.missing))
+            for vid in (rng.choice(cov.present, size=min(max(1, n_grid // 2), len(cov.present)), replace=False) if cov.present else []):
                 clip = load_clip(root, str(vid))
                 t = int(rng.integers(clip.n_frames))
                 for k, frame in enumerate(iter_video_frames(clip.video)):
                     if k == t: samples.append((frame, clip.landmarks[t])); break
+        rep['coverage'] = coverage_line(covs)
     grid = landmark_grid(samples[:n_grid]) if samples else np.zeros((1, 1, 3), np.uint8)
     return rep, grid

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +17,8 @@ import pandas as pd
 import torch.nn as nn
 
 from ..core.metrics import video_nme, video_nmf
-from ..data.formats import WFLWVItem, load_clip, wflwv_items
+from ..data.formats import (Coverage, DataFormatError, MissingVideosWarning, WFLWVItem, load_clip, warn_missing,
+                               wflwv_coverage, wflwv_items)
 from ..data.videoio import VideoError, BoxTracking, as_box, read_frames
 from .methods import RwRExact, TemporalMethod, parse_method, method_label
 from .tracking import VideoSource, TrackResult, track_videos
@@ -36,10 +38,12 @@ class VideoEval:
     fps: float                        # all frames / all seconds
     nfe: float                        # mean evaluations of f per frame (NaN for non-DEQ models)
     predictions: dict | None = None   # id → (T, L, 2) predicted landmarks, with keep_predictions=True
+    coverage: Coverage | None = None  # the subset's listed videos and why each left-out one is (missing, unreadable)
 
     def summary(self) -> dict:
         "The means as a flat dict (a row of a comparison table)."
-        return dict(method=self.method, subset=self.subset, videos=len(self.table), frames=int(self.table['frames'].sum()),
+        return dict(method=self.method, subset=self.subset, videos=len(self.table),
+                    listed=len(self.coverage.listed) if self.coverage else len(self.table), frames=int(self.table['frames'].sum()),
                     nme=self.nme, nmf=self.nmf, fps=self.fps, nfe=self.nfe)
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #e5958c0a
@@ -50,7 +54,8 @@ def video_means(t: pd.DataFrame) -> dict:
                 nfe=float(np.sum(t['nfe'].to_numpy() * t['frames'].to_numpy()) / t['frames'].sum()))
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #5d4a4438
-def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult], nmf_mode: str, keep: bool) -> VideoEval:
+def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult], nmf_mode: str, keep: bool,
+                coverage: Coverage | None = None) -> VideoEval:
     "Score trajectories against the ground truth."
     rows = []
     for it, gt, r in zip(items, gts, results):
@@ -60,7 +65,8 @@ def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult]
         rows.append(dict(id=it.id, frames=r.n_frames, nme=video_nme(r.landmarks, gt), nmf=video_nmf(r.landmarks, gt, pair_mean=nmf_mode),
                          fps=r.fps, nfe=float(np.mean(r.nfe)), bootstrapped=int(r.bootstrapped.sum()), seconds=r.seconds))
     t = pd.DataFrame(rows)
-    return VideoEval(method, subset, t, **video_means(t), predictions={it.id: r.landmarks for it, r in zip(items, results)} if keep else None)
+    return VideoEval(method, subset, t, **video_means(t), predictions={it.id: r.landmarks for it, r in zip(items, results)} if keep else None,
+                     coverage=coverage)
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #a862e1ef
 def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
@@ -72,29 +78,56 @@ def _sources(items, gts, bbs, boxes: str) -> list[VideoSource]:
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #76fae69c
 def _prepare(root, subset, limit, ids):
-    "Items and ground truth of a subset, optionally restricted to `ids` or the first `limit` videos."
-    items = wflwv_items(root, subset)                                       # subsets: ldeq.core.wflw.VIDEO_SUBSETS
+    "The videos of a subset that are there (the others left out with a `MissingVideosWarning`), optionally only `ids` or the first `limit`: items, ground truth, boxes, coverage."
+    cov = wflwv_coverage(root, subset)                                      # subsets: ldeq.core.wflw.VIDEO_SUBSETS
     if ids is not None:
-        known = {it.id: it for it in items}
-        missing = [i for i in ids if i not in known]
-        if missing: raise ValueError(f'video IDs {missing[:5]} are not in the {subset} subset of {root}')
-        items = [known[i] for i in ids]
-    if limit is not None: items = items[:limit]
-    if not items: raise ValueError(f'no videos to evaluate in the {subset} subset of {root}')
-    clips = [load_clip(root, it.id, check_count=False) for it in items]    # the one WFLW-V reader (`ldeq.data.formats`)
-    return items, [c.landmarks for c in clips], [c.bboxes for c in clips]
+        unknown = [i for i in ids if i not in set(cov.listed)]
+        if unknown: raise ValueError(f'video IDs {unknown[:5]} are not in the {subset} subset of {root}')
+    wanted = cov.listed if ids is None else list(ids)
+    skipped = {i: cov.missing[i] for i in wanted if i in cov.missing}
+    if skipped: warn_missing(Coverage(subset, wanted, skipped))
+    todo = [i for i in wanted if i not in skipped][:limit]
+    if not todo:
+        why = f'; first left out: {next(iter(skipped))} ({next(iter(skipped.values()))})' if skipped else ''
+        raise ValueError(f'no videos to evaluate in the {subset} subset of {root} (coverage {cov.line()}{why})')
+    root = Path(root)
+    clips = [load_clip(root, i, check_count=False) for i in todo]           # the one WFLW-V reader (`ldeq.data.formats`)
+    items = [WFLWVItem(i, c.video, root / 'landmarks' / f'{i}.npy', root / 'bboxes' / f'{i}.npy') for i, c in zip(todo, clips)]
+    return items, [c.landmarks for c in clips], [c.bboxes for c in clips], cov
+
+# %% ../../nbs/06_video/05_evaluate.ipynb #583de52c
+def _culprit(items, err: Exception) -> int | None:
+    "The index of the video an error is about (its ID as the message's subject, or its file named), or None."
+    msg = str(err)
+    return next((k for k, it in enumerate(items) if msg.startswith(f'{it.id}:') or str(it.video) in msg), None)
+
+def _track_present(model, items, gts, bbs, cov: Coverage, m, batch_size, boxes, tracking, progress) -> list[TrackResult]:
+    "Track the videos; one that fails while tracked is dropped (from the lists, in place, into `cov.missing`, with a warning) and the rest tracked again."
+    while True:
+        try: return track_videos(model, _sources(items, gts, bbs, boxes), m, batch_size, tracking, progress=progress, total=sum(len(g) for g in gts))
+        except (VideoError, DataFormatError) as e:
+            k = _culprit(items, e)
+            if k is None: raise
+            cov.missing[items[k].id] = f'unreadable while tracking: {e}'
+            warnings.warn(f'WFLW-V {cov.subset}: video {items[k].id} failed while tracked and is left out ({e})', MissingVideosWarning, stacklevel=3)
+            for a in (items, gts, bbs): del a[k]
+            if not items: raise ValueError(f'no videos left to evaluate in the {cov.subset} subset (the last failed: {e})') from e
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #3c8f250c
+def _run(model: nn.Module, data, subset: str, m, keep: bool, batch_size: int = 4, boxes: str = 'file',
+         tracking: BoxTracking = BoxTracking(), progress: bool = True, nmf_mode: str = 'official') -> VideoEval:
+    "One method on prepared videos (`_prepare`'s lists, shortened in place when a video fails while tracked)."
+    items, gts, bbs, cov = data
+    res = _track_present(model, items, gts, bbs, cov, m, batch_size, boxes, tracking, progress)
+    return _video_eval(method_label(m), subset, items, gts, res, nmf_mode, keep, cov)
+
 def evaluate_video(model: nn.Module, root, subset: str = 'hard', method='frame-by-frame', *, batch_size: int = 4,
                    limit: int | None = None, ids: Sequence[str] | None = None, boxes: str = 'file',
                    tracking: BoxTracking = BoxTracking(), keep_predictions: bool = False, progress: bool = True,
                    nmf_mode: str = 'official') -> VideoEval:
-    "NME / NMF / fps of `method` on every video of a WFLW-V-layout root's subset, per video and on average."
+    "NME / NMF / fps of `method` on every video present in a WFLW-V-layout root's subset, per video and on average."
     m = parse_method(method)
-    items, gts, bbs = _prepare(root, subset, limit, ids)
-    res = track_videos(model, _sources(items, gts, bbs, boxes), m, batch_size, tracking, progress=progress,
-                       total=sum(len(g) for g in gts))
-    return _video_eval(method_label(m), subset, items, gts, res, nmf_mode, keep_predictions)
+    return _run(model, _prepare(root, subset, limit, ids), subset, m, keep_predictions, batch_size, boxes, tracking, progress, nmf_mode)
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #e56e3d86
 def _smoothed(m: TemporalMethod, label: str, subset: str, base: VideoEval, items, gts, nmf_mode: str) -> VideoEval:
@@ -107,30 +140,40 @@ def _smoothed(m: TemporalMethod, label: str, subset: str, base: VideoEval, items
         n = len(lm)
         res.append(TrackResult(it.id, lm, np.zeros((n, 4)), np.full(n, math.nan), np.full(n, math.nan), np.zeros(n, bool),
                                np.zeros(n, bool), secs[it.id] + time.perf_counter() - t0))
-    ev = _video_eval(label, subset, items, gts, res, nmf_mode, True)
+    ev = _video_eval(label, subset, items, gts, res, nmf_mode, True, base.coverage)
     ev.table['nfe'] = base.table['nfe'].values; ev.nfe = base.nfe
     ev.table['bootstrapped'] = base.table['bootstrapped'].values
     return ev
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #12e082c3
+def _all_methods(model: nn.Module, data, subset: str, ms, labels, keep: bool, kwargs: dict) -> dict[str, VideoEval] | None:
+    "Every method on the prepared videos; None when one was dropped on the way (then all run again without it, on the same videos)."
+    n = len(data[0])
+    dropped = lambda: len(data[0]) < n
+    runs: dict[str, VideoEval] = {}          # per-frame runs that offline methods smooth (also reused when listed themselves)
+    for m in ms:
+        if m.offline and method_label(m.per_frame) not in runs:
+            runs[method_label(m.per_frame)] = _run(model, data, subset, m.per_frame, True, **kwargs)
+            if dropped(): return None
+    out: dict[str, VideoEval] = {}
+    for m, lab in zip(ms, labels):
+        if lab in runs: ev = runs[lab]
+        elif m.offline: ev = _smoothed(m, lab, subset, runs[method_label(m.per_frame)], data[0], data[1], kwargs.get('nmf_mode', 'official'))
+        else: ev = _run(model, data, subset, m, keep, **kwargs)
+        if dropped(): return None
+        out[lab] = ev if keep else dataclasses.replace(ev, predictions=None)
+    return out
+
 def evaluate_methods(model: nn.Module, root, subset: str = 'hard', methods: Sequence = ('frame-by-frame', 'rwr:2'),
                      **kwargs) -> tuple[pd.DataFrame, dict[str, VideoEval]]:
-    "Evaluate several methods (offline ones, the filters, share one run of their per-frame method); the summary table and each VideoEval."
+    "Evaluate several methods on the same videos (offline ones, the filters, share one run of their per-frame method); the summary table and each VideoEval."
     ms = [parse_method(m) for m in methods]
     labels = [method_label(m) for m in ms]
     if len(set(labels)) != len(labels): raise ValueError(f'duplicate methods in {labels}')
     keep = kwargs.pop('keep_predictions', False)
-    runs: dict[str, VideoEval] = {}          # per-frame runs that offline methods smooth (also reused when listed themselves)
-    for m in ms:
-        if m.offline and method_label(m.per_frame) not in runs:
-            runs[method_label(m.per_frame)] = evaluate_video(model, root, subset, m.per_frame, keep_predictions=True, **kwargs)
-    items, gts, _ = _prepare(root, subset, kwargs.get('limit'), kwargs.get('ids'))
-    out: dict[str, VideoEval] = {}
-    for m, lab in zip(ms, labels):
-        if lab in runs: ev = runs[lab]
-        elif m.offline: ev = _smoothed(m, lab, subset, runs[method_label(m.per_frame)], items, gts, kwargs.get('nmf_mode', 'official'))
-        else: ev = evaluate_video(model, root, subset, m, keep_predictions=keep, **kwargs)
-        out[lab] = ev if keep else dataclasses.replace(ev, predictions=None)
+    data = _prepare(root, subset, kwargs.pop('limit', None), kwargs.pop('ids', None))
+    out = None
+    while out is None: out = _all_methods(model, data, subset, ms, labels, keep, kwargs)
     return pd.DataFrame([out[l].summary() for l in labels]), out
 
 # %% ../../nbs/06_video/05_evaluate.ipynb #b4f04ad1
