@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs rwr-diagnostics clean
+.PHONY: deq-options env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs rwr-diagnostics clean
 
 env: $(VENV)/.installed
 
@@ -72,6 +72,10 @@ bench: env
 
 # Training images/s per speed lever and the input pipeline (also a section of `make bench`); `--parts steps,data,sbs`
 # adds the side-by-side accuracy runs (about 15 minutes on 2 cores).
+# The training-side DEQ options side by side on the demo protocol (issue 29; ~30 min on 2 cores).
+deq-options: env
+	$(BIN)/python -m benchmarks.deq_options --out benchmarks/results
+
 train-speed: env
 	$(BIN)/python -m benchmarks.train_speed --out out/bench/train_speed
 

@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['RECIPES', 'DEMO_PROTOCOL', 'LOG_COLUMNS', 'RESUMABLE_CHANGES', 'TrainConfig', 'make_parser', 'parse_args',
            'run_model_config', 'lr_factor', 'SeededStills', 'EpochSampler', 'stills_root', 'make_sources',
-           'make_augment', 'landmark_loss', 'autocast', 'train_step', 'predict', 'evaluate', 'DistInfo',
-           'init_distributed', 'write_log_csv', 'read_log_csv', 'plot_curves', 'TrainResult', 'train', 'FirstN', 'main']
+           'make_augment', 'landmark_loss', 'autocast', 'train_step', 'DEQTerms', 'step_terms', 'deq_objective',
+           'predict', 'evaluate', 'DistInfo', 'init_distributed', 'write_log_csv', 'read_log_csv', 'plot_curves',
+           'TrainResult', 'train', 'FirstN', 'main']
 
 # %% ../../nbs/05_training/01_train.ipynb #71f669a3
 import argparse
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
+from ..engine.deq import DEQAux, correction_loss, draw_iter_cap, jacobian_penalty, step_seed
 from ..models.model import LDEQ, LDEQConfig
 from ..models.baselines import supervised_landmarks, n_parameters, UNetConfig, StackedHourglassConfig
 from ..models.checkpoint import build_model, model_config, model_kinds, save_checkpoint, load_checkpoint, CheckpointError
@@ -45,6 +47,12 @@ def _f(default, help: str, **kw):
     if isinstance(default, (list, dict, set)): raise TypeError('mutable default')
     return field(default=default, metadata={'help': help, **kw})
 
+# %% ../../nbs/05_training/01_train.ipynb #f89611f6
+# LDEQ-only settings and the value that means "not set" (None unless given): any other value with another model is an error
+_LDEQ_ONLY = ('backward', 'solver_iters', 'train_solver_iters', 'jfb_steps', 'jfb_tau', 'correction_states', 'correction_gamma',
+              'stochastic_iters', 'jac_weight', 'rho_every')
+_DEFAULT_OFF = {'stochastic_iters': False, 'jac_weight': 0.0, 'rho_every': 0}
+
 # %% ../../nbs/05_training/01_train.ipynb #1054e6ba
 @dataclass
 class TrainConfig:
@@ -54,6 +62,17 @@ class TrainConfig:
     backward: Literal['implicit', 'jfb', 'unrolled'] | None = _f(None, "LDEQ backward mode (default: the preset's, implicit)")
     solver_iters: int | None = _f(None, "LDEQ forward solver cap of the model (validation, inference; default: the preset's)")
     train_solver_iters: int | None = _f(None, 'LDEQ forward solver cap in training steps only (default: solver_iters); the saved model keeps solver_iters')
+    jfb_steps: int | None = _f(None, "LDEQ phantom-gradient steps of the jfb backward and of each correction state (default: the preset's, 1)")
+    jfb_tau: float | None = _f(None, "LDEQ damping tau of those steps, y <- (1 - tau) y + tau f(y), in (0, 1] (default: the preset's, 1: JFB)")
+    correction_states: int | None = _f(None, "LDEQ fixed-point correction: states of the solver trajectory supervised (default: the preset's, 1: the output only)")
+    correction_gamma: float | None = _f(None, "LDEQ fixed-point correction decay gamma: state i of n weighs gamma^(n-i) (default: the preset's, 0.8)")
+    stochastic_iters: bool = _f(False, "LDEQ: draw each training step's forward cap uniformly in [1, cap] from (seed, step), as the published stochastic_max_iters; never in validation")
+    jac_weight: float = _f(0.0, 'LDEQ Jacobian regularisation: weight of the Hutchinson estimate of ||df/dz||_F^2 / d at z* in the loss (0: off)')
+    jac_every: int = _f(1, 'add the Jacobian penalty every N optimiser steps')
+    jac_vecs: int = _f(1, 'Gaussian vectors of each Jacobian-penalty estimate')
+    rho_every: int = _f(0, 'LDEQ: estimate rho(df/dz) at the training z* every N optimiser steps and log it (train_rho, train_rho_max; 0: off)')
+    rho_iters: int = _f(10, 'power iterations of each rho estimate')
+    rho_samples: int = _f(4, "samples of the step's batch (its first) each rho estimate is made on")
     n_stacks: int | None = _f(None, "Stacked-Hourglass stacks (default: the preset's)")
     norm: Literal['bn', 'gn', 'none'] | None = _f(None, "override every norm of the model (e.g. 'gn': no BatchNorm, for DDP equivalence)")
     image_size: int | None = _f(None, "input crop side (default: the preset's; heatmaps are 1/4 of it)")
@@ -87,11 +106,15 @@ class TrainConfig:
         for name in ('epochs', 'batch_size'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f'TrainConfig.{name} must be a positive int, got {v!r}')
-        for name in ('solver_iters', 'n_stacks', 'image_size', 'train_subset', 'val_subset', 'val_batch_size', 'max_steps', 'threads', 'train_solver_iters'):
+        for name in ('solver_iters', 'n_stacks', 'image_size', 'train_subset', 'val_subset', 'val_batch_size', 'max_steps', 'threads', 'train_solver_iters',
+                     'jfb_steps', 'correction_states'):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f'TrainConfig.{name} must be None or a positive int, got {v!r}')
-        for name in ('ckpt_every_steps', 'num_workers'):
+        for name in ('jac_every', 'jac_vecs', 'rho_iters', 'rho_samples'):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f'TrainConfig.{name} must be a positive int, got {v!r}')
+        for name in ('ckpt_every_steps', 'num_workers', 'rho_every'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f'TrainConfig.{name} must be an int >= 0, got {v!r}')
         for name, choices in _literal_fields().items():
@@ -102,9 +125,13 @@ class TrainConfig:
         if self.warmup_epochs < 0: raise ValueError(f'TrainConfig.warmup_epochs must be >= 0, got {self.warmup_epochs}')
         if not 0 <= self.min_lr_ratio <= 1: raise ValueError(f'TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}')
         if self.grad_clip is not None and not self.grad_clip > 0: raise ValueError(f'TrainConfig.grad_clip must be None or > 0, got {self.grad_clip}')
-        if self.backward is not None and self.model != 'ldeq': raise ValueError(f"TrainConfig.backward applies to model 'ldeq' only, not {self.model!r}")
-        for name in ('solver_iters', 'train_solver_iters'):
-            if getattr(self, name) is not None and self.model != 'ldeq': raise ValueError(f"TrainConfig.{name} applies to model 'ldeq' only, not {self.model!r}")
+        if self.jfb_tau is not None and not 0 < self.jfb_tau <= 1: raise ValueError(f'TrainConfig.jfb_tau must be None or in (0, 1], got {self.jfb_tau}')
+        if self.correction_gamma is not None and not 0 <= self.correction_gamma <= 1:
+            raise ValueError(f'TrainConfig.correction_gamma must be None or in [0, 1], got {self.correction_gamma}')
+        if not 0 <= self.jac_weight < math.inf: raise ValueError(f'TrainConfig.jac_weight must be finite and >= 0, got {self.jac_weight}')
+        for name in _LDEQ_ONLY:
+            if getattr(self, name) != _DEFAULT_OFF.get(name) and self.model != 'ldeq':
+                raise ValueError(f"TrainConfig.{name} applies to model 'ldeq' only, not {self.model!r}")
         if self.n_stacks is not None and self.model != 'stacked_hourglass': raise ValueError(f"TrainConfig.n_stacks applies to model 'stacked_hourglass' only, not {self.model!r}")
 
     @classmethod
@@ -201,10 +228,11 @@ def run_model_config(cfg: TrainConfig):
     if cfg.norm is not None:
         over.update(stem_norm=cfg.norm, **({'cell_norm': cfg.norm} if cfg.model == 'ldeq' else {'norm': cfg.norm}))
     if cfg.n_stacks is not None: over['n_stacks'] = cfg.n_stacks
-    if cfg.model == 'ldeq' and (cfg.backward is not None or cfg.solver_iters is not None):
+    if cfg.model == 'ldeq':
         d = mc.deq
-        fwd = d.fwd if cfg.solver_iters is None else dataclasses.replace(d.fwd, max_iters=cfg.solver_iters)
-        over['deq'] = dataclasses.replace(d, fwd=fwd, backward=d.backward if cfg.backward is None else cfg.backward)
+        deq = {k: getattr(cfg, k) for k in ('backward', 'jfb_steps', 'jfb_tau', 'correction_states', 'correction_gamma') if getattr(cfg, k) is not None}
+        if cfg.solver_iters is not None: deq['fwd'] = dataclasses.replace(d.fwd, max_iters=cfg.solver_iters)
+        if deq: over['deq'] = dataclasses.replace(d, **deq)
     try: return dataclasses.replace(mc, **over)
     except ValueError as e: raise ValueError(f'TrainConfig gives an invalid {cfg.model} model: {e}') from None
 
@@ -292,18 +320,30 @@ def autocast(device: torch.device, precision: str):
         raise ValueError(f"precision 'fp16' needs a CUDA device (fp16 autocast is used on CUDA only); got device {str(device)!r}: use --precision fp32 or bf16 on CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
+# %% ../../nbs/05_training/01_train.ipynb #89117193
+def _deq_of(model: nn.Module):
+    "The DEQ layer of a model (unwrapped from DDP): an LDEQ's `deq_layer`, None for models without one."
+    return getattr(getattr(model, 'module', model), 'deq_layer', None)
+
 # %% ../../nbs/05_training/01_train.ipynb #535f2f8c
 def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, optimizer: torch.optim.Optimizer,
                scheduler=None, scaler=None, grad_clip: float | None = None, precision: str = 'fp32',
-               max_iters: int | None = None):
-    "One optimiser step on a batch (`max_iters`: LDEQ forward cap for this step): returns (loss value, per-sample solver steps or None)."
+               max_iters: int | None = None, terms: 'DEQTerms | None' = None):
+    "One optimiser step on a batch (`max_iters`: LDEQ forward cap; `terms`: this step's DEQ options, filled in): returns (eq. 4 loss value, per-sample solver steps or None)."
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    with autocast(x.device, precision):
-        out = model(x) if max_iters is None else model(x, max_iters=max_iters)
+    deq = _deq_of(model)
+    if deq is not None: deq.keep_aux = terms is not None and terms.needs_aux
+    try:
+        with autocast(x.device, precision):
+            out = model(x) if max_iters is None else model(x, max_iters=max_iters)
+    finally:
+        if deq is not None: deq.keep_aux = False
     loss = landmark_loss(out, target)
-    if scaler is not None: scaler.scale(loss).backward()
-    else: loss.backward()
+    aux = None if deq is None else deq.take_aux()
+    total = loss if aux is None else deq_objective(model, loss, aux, target, terms)
+    if scaler is not None: scaler.scale(total).backward()
+    else: total.backward()
     if grad_clip is not None:
         if scaler is not None: scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
@@ -312,6 +352,46 @@ def train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, optimize
     if scheduler is not None: scheduler.step()
     stats = getattr(out, 'stats', None)
     return loss.detach(), (None if stats is None else stats.steps.detach())
+
+# %% ../../nbs/05_training/01_train.ipynb #8eb60944
+@dataclass
+class DEQTerms:
+    "One step's DEQ-option requests (Jacobian penalty, ρ) and, after `train_step`, what they measured."
+    jac_weight: float = 0.0            # weight λ_J of the Jacobian penalty in this step's loss (0: not computed)
+    jac_vecs: int = 1                  # Gaussian vectors of its Hutchinson estimate
+    rho_iters: int = 0                 # power iterations of the ρ estimate (0: not computed)
+    rho_samples: int = 4               # samples (the batch's first) it is made on
+    seed: int = 0                      # the run's seed; with `step`, the seeds of the step's draws (`step_seed`)
+    step: int = 0                      # the optimiser step (global, 0-based)
+    jac: float | None = None           # measured: batch mean of the estimate of ‖∂f/∂z‖²_F / d at z*
+    rho: torch.Tensor | None = None    # measured: (B,) ρ(∂f/∂z) at z*
+
+    @property
+    def needs_aux(self) -> bool:
+        "Whether the forward must record z* and f(z*) (`DEQ.keep_aux`)."
+        return self.jac_weight > 0 or self.rho_iters > 0
+
+# %% ../../nbs/05_training/01_train.ipynb #5f329f0c
+def step_terms(cfg: TrainConfig, step: int) -> DEQTerms | None:
+    "The DEQ options' requests of optimiser step `step` of a run (None when none applies to it)."
+    jac = cfg.jac_weight > 0 and step % cfg.jac_every == 0
+    rho = cfg.rho_every > 0 and step % cfg.rho_every == 0
+    if not (jac or rho): return None
+    return DEQTerms(cfg.jac_weight if jac else 0.0, cfg.jac_vecs, cfg.rho_iters if rho else 0, cfg.rho_samples, cfg.seed, step)
+
+# %% ../../nbs/05_training/01_train.ipynb #fee16231
+def deq_objective(model: nn.Module, loss: torch.Tensor, aux: DEQAux, target: torch.Tensor, terms: DEQTerms | None) -> torch.Tensor:
+    "The loss optimised with the DEQ options: correction over `aux`'s states, + λ_J · Jacobian penalty; ρ measured into `terms`."
+    m = getattr(model, 'module', model)
+    if aux.states:
+        loss = correction_loss([F.mse_loss(m.readout(s).float(), target.float()) for s in aux.states] + [loss], aux.gamma)
+    if terms is not None and terms.rho_iters > 0:
+        terms.rho = _deq_of(model).spectral_radius(aux, terms.rho_iters, step_seed(terms.seed, terms.step, 2), terms.rho_samples)
+    if terms is not None and terms.jac_weight > 0:
+        pen = jacobian_penalty(aux.fz, aux.z, terms.jac_vecs, step_seed(terms.seed, terms.step, 1)).float().mean()
+        terms.jac = float(pen.detach())
+        loss = loss + terms.jac_weight * pen
+    return loss
 
 # %% ../../nbs/05_training/01_train.ipynb #9a087c01
 @torch.no_grad()
@@ -383,7 +463,7 @@ def init_distributed(cfg: TrainConfig) -> DistInfo:
 
 # %% ../../nbs/05_training/01_train.ipynb #fba3040e
 LOG_COLUMNS = ('epoch', 'global_step', 'train_loss', 'val_nme', 'val_fr10', 'val_auc10', 'train_solver_steps',
-               'val_solver_steps', 'lr', 'epoch_seconds', 'total_seconds')
+               'val_solver_steps', 'lr', 'epoch_seconds', 'total_seconds', 'step_seconds', 'train_jac', 'train_rho', 'train_rho_max')
 
 def write_log_csv(history: list[dict], path) -> Path:
     "Write the per-epoch history as CSV (atomically: temp file + os.replace)."
@@ -453,8 +533,8 @@ def _allreduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 # %% ../../nbs/05_training/01_train.ipynb #a6965815
 def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
     "Refuse to resume a run whose computation-defining settings differ from the checkpoint's."
-    now = cfg.to_dict()
-    diff = [f'{k}: {saved.get(k)!r} != {now[k]!r}' for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    now, default = cfg.to_dict(), {f.name: f.default for f in fields(TrainConfig)}   # a setting added later: absent means its default
+    diff = [f'{k}: {saved.get(k, default[k])!r} != {now[k]!r}' for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != now[k]]
     if diff: raise ValueError(f'cannot resume from {path}: the run was started with different settings (checkpoint != now): ' + '; '.join(diff))
 
 # %% ../../nbs/05_training/01_train.ipynb #2713ad07
@@ -464,6 +544,12 @@ def train(cfg: TrainConfig, sources=None, augment_fn: Callable | None = None) ->
     try: return _train(cfg, info, sources, augment_fn)
     finally:
         if info.initialized_here: dist.destroy_process_group()
+
+# %% ../../nbs/05_training/01_train.ipynb #e485c274
+def _fresh_accum() -> dict:
+    "The running sums of an epoch (what a checkpoint keeps so that a resumed epoch's logged means are exact)."
+    return dict(loss_sum=0.0, n=0, steps_sum=0.0, steps_n=0, seconds=0.0, step_time=0.0, step_n=0,
+                jac_sum=0.0, jac_n=0, rho_sum=0.0, rho_n=0, rho_max=None)
 
 # %% ../../nbs/05_training/01_train.ipynb #2447a5cf
 def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult:
@@ -499,8 +585,7 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.cosine, cfg.min_lr_ratio))
     scaler = torch.amp.GradScaler('cuda') if cfg.precision == 'fp16' else None
-    st = dict(epoch=0, step_in_epoch=0, global_step=0, best_nme=None, best_epoch=None, history=[],
-              accum=dict(loss_sum=0.0, n=0, steps_sum=0.0, steps_n=0, seconds=0.0), elapsed=0.0)
+    st = dict(epoch=0, step_in_epoch=0, global_step=0, best_nme=None, best_epoch=None, history=[], accum=_fresh_accum(), elapsed=0.0)
     if cfg.resume:
         if not last.is_file(): raise FileNotFoundError(f'--resume: {last} does not exist (nothing to resume in {out_dir})')
         lc = load_checkpoint(last, map_location=dev, expect=mcfg)
@@ -514,6 +599,7 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
         torch.set_rng_state(ts['torch_rng'].cpu())
         if dev.type == 'cuda' and ts.get('cuda_rng') is not None: torch.cuda.set_rng_state(ts['cuda_rng'].cpu(), dev)
         for k in st: st[k] = ts[k]
+        st['accum'] = {**_fresh_accum(), **st['accum']}       # sums added since that checkpoint was written start at zero
         del lc
     if info.world_size > 1 and dev.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None) if info.world_size > 1 else model
@@ -536,14 +622,27 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
         bar = tqdm_bar(loader, total=steps_per_epoch, initial=st['step_in_epoch'], desc=f'epoch {epoch + 1}/{cfg.epochs}',
                    disable=not (cfg.progress and main), leave=False)
         for x, y, _ in bar:
+            g = st['global_step']
+            cap = draw_iter_cap(mcfg.deq.fwd, cfg.seed, g, cfg.train_solver_iters) if cfg.stochastic_iters else cfg.train_solver_iters
+            terms = step_terms(cfg, g)
+            t_step = time.perf_counter()
             loss, steps = train_step(net, x.to(dev, non_blocking=True, memory_format=mf), y.to(dev, non_blocking=True), optimizer,
-                                     scheduler, scaler, cfg.grad_clip, cfg.precision, cfg.train_solver_iters)
-            red = torch.stack([loss.double() * len(x), torch.tensor(float(len(x)), dtype=torch.float64, device=dev),
-                               (steps.double().sum() if steps is not None else torch.zeros((), dtype=torch.float64, device=dev)),
-                               torch.tensor(float(len(steps) if steps is not None else 0), dtype=torch.float64, device=dev)])
+                                     scheduler, scaler, cfg.grad_clip, cfg.precision, cap, terms)
+            t = lambda v: torch.tensor(float(v), dtype=torch.float64, device=dev)
+            jac, rho = (None, None) if terms is None else (terms.jac, terms.rho)
+            red = torch.stack([loss.double() * len(x), t(len(x)),
+                               (steps.double().sum() if steps is not None else t(0)), t(len(steps) if steps is not None else 0),
+                               t(0 if jac is None else jac), t(jac is not None),
+                               (t(0) if rho is None else rho.double().sum()), t(0 if rho is None else len(rho))])
             red = _allreduce_sum(red.to(dev), info).tolist()
             a = st['accum']
             a['loss_sum'] += red[0]; a['n'] += int(red[1]); a['steps_sum'] += red[2]; a['steps_n'] += int(red[3])
+            a['jac_sum'] += red[4]; a['jac_n'] += int(red[5]); a['rho_sum'] += red[6]; a['rho_n'] += int(red[7])
+            if rho is not None:
+                mx = rho.detach().double().max().reshape(1)
+                if info.world_size > 1: dist.all_reduce(mx, op=dist.ReduceOp.MAX)
+                a['rho_max'] = max(a['rho_max'] if a['rho_max'] is not None else -math.inf, float(mx))
+            a['step_time'] += time.perf_counter() - t_step; a['step_n'] += 1
             st['step_in_epoch'] += 1; st['global_step'] += 1
             a['seconds'] = time.perf_counter() - t_epoch; st['elapsed'] = time.perf_counter() - t_start
             bar.set_postfix(loss=f"{a['loss_sum'] / a['n']:.2e}", **({'steps': f"{a['steps_sum'] / a['steps_n']:.1f}"} if a['steps_n'] else {}))
@@ -557,13 +656,15 @@ def _train(cfg: TrainConfig, info: DistInfo, sources, augment_fn) -> TrainResult
         a = st['accum']
         row = dict(epoch=epoch, global_step=st['global_step'], train_loss=a['loss_sum'] / max(a['n'], 1),
                    train_solver_steps=a['steps_sum'] / a['steps_n'] if a['steps_n'] else float('nan'),
-                   lr=optimizer.param_groups[0]['lr'])
+                   lr=optimizer.param_groups[0]['lr'], step_seconds=a['step_time'] / a['step_n'] if a['step_n'] else None,
+                   train_jac=a['jac_sum'] / a['jac_n'] if a['jac_n'] else None,
+                   train_rho=a['rho_sum'] / a['rho_n'] if a['rho_n'] else None, train_rho_max=a['rho_max'])
         if main:
             ev = evaluate(model, val_src, vbs, dev, 'fp32', cfg.num_workers, cfg.progress)   # fp32: as shipped
             row.update(val_nme=ev['nme'], val_fr10=ev['fr10'], val_auc10=ev['auc10'], val_solver_steps=ev['solver_steps'])
         row.update(epoch_seconds=time.perf_counter() - t_epoch, total_seconds=time.perf_counter() - t_start)
         st['history'].append(row)
-        st.update(epoch=epoch + 1, step_in_epoch=0, accum=dict(loss_sum=0.0, n=0, steps_sum=0.0, steps_n=0, seconds=0.0),
+        st.update(epoch=epoch + 1, step_in_epoch=0, accum=_fresh_accum(),
                   elapsed=time.perf_counter() - t_start)
         if main:
             if st['best_nme'] is None or row['val_nme'] < st['best_nme']:

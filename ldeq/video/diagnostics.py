@@ -13,6 +13,7 @@ import torch
 
 from ..models.model import LDEQ
 from ..engine.solvers import SolverConfig
+from ..engine.deq import jvp_operator, spectral_radius
 from ..core.wflw import OUTER_EYE_CORNERS
 
 # %% auto #0
@@ -77,18 +78,9 @@ def warm_residuals(model: LDEQ, x: torch.Tensor, z_prev: torch.Tensor, ks=(1, 2,
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #135a47ce
 def contraction(model: LDEQ, x: torch.Tensor, z_star: torch.Tensor, iters: int = 30, seed: int = 0) -> torch.Tensor:
-    "Per-sample dominant |eigenvalue| of ∂f/∂z at `z_star`, by power iteration on Jacobian-vector products."
+    "Per-sample dominant |eigenvalue| of ∂f/∂z at `z_star`, by power iteration on Jacobian-vector products (`ldeq.engine.deq.spectral_radius`)."
     inj = model.inject(x).detach()
-    f = lambda z: model.f(z, inj)
-    g = torch.Generator(device=z_star.device).manual_seed(seed)
-    v = torch.randn(z_star.shape, generator=g, device=z_star.device, dtype=z_star.dtype)
-    v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (v.dim() - 1))
-    rho = torch.zeros(len(v), dtype=z_star.dtype, device=z_star.device)
-    for _ in range(iters):
-        _, jv = torch.func.jvp(f, (z_star.detach(),), (v,))
-        rho = jv.flatten(1).norm(dim=1)
-        v = jv / (rho.view(-1, *[1] * (v.dim() - 1)) + 1e-30)
-    return rho.detach()
+    return spectral_radius(jvp_operator(lambda z: model.f(z, inj), z_star), z_star, iters, seed)
 
 # %% ../../nbs/06_video/06_diagnostics.ipynb #846c60c9
 @dataclass
