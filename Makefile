@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch==2.13.0 is the CPU build on local disk; it stays in every pip call so nothing pulls CUDA wheels.
 PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt torch==2.13.0
 
-.PHONY: deq-options env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs rwr-diagnostics clean
+.PHONY: deq-options track-levers int8-accuracy env test export-check nbtest papermill-quick pytest slow bench train-speed track-speed gpu-check demo-models tables figures docs rwr-diagnostics clean
 
 env: $(VENV)/.installed
 
@@ -82,6 +82,13 @@ train-speed: env
 # Real-time tracking (issue 16): ~5 minutes on a quiet 2-core machine; results in out/bench/track_speed.
 track-speed: env
 	$(BIN)/python -m benchmarks.track_speed --out out/bench/track_speed
+
+# Issue 27: the speed levers side by side, and their accuracy (~5 and ~10 minutes on a quiet 2-core machine)
+track-levers: env
+	$(BIN)/python -m benchmarks.track_speed --levers --out out/bench/track_speed
+
+int8-accuracy: env
+	$(BIN)/python -m benchmarks.int8_accuracy --out out/bench/int8_accuracy
 
 # The GPU path in one command (<= 8 minutes on one GPU; README "On a GPU"): report.md and gpu_check.json in out/gpu_check.
 gpu-check: env

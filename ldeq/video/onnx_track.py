@@ -16,7 +16,7 @@ from ..data.videoio import BoxTracking
 from .boxes import BoxPolicy, bootstrap
 
 # %% auto #0
-__all__ = ['first_path', 'OnnxLDEQ', 'OnnxFrame', 'onnx_track']
+__all__ = ['LEVELS', 'first_path', 'OrtOptions', 'OnnxLDEQ', 'OnnxFrame', 'onnx_track']
 
 # %% ../../nbs/06_video/08_onnx_track.ipynb #efe48087
 def first_path(out) -> Path:
@@ -24,21 +24,44 @@ def first_path(out) -> Path:
     out = Path(out)
     return out.with_name(out.stem + '.first' + out.suffix)
 
+# %% ../../nbs/06_video/08_onnx_track.ipynb #b4b9c069
+LEVELS = ('disable', 'basic', 'extended', 'all')
+
+@dataclass(frozen=True)
+class OrtOptions:
+    "onnxruntime session settings of the tracker (the defaults paid in issue 27's side-by-side)."
+    level: str = 'all'          # graph optimisations: 'disable', 'basic', 'extended' or 'all' (adds the NCHWc conv layout)
+    spinning: bool = True       # intra-op workers spin between ops (only matters with threads > 1)
+
+    def __post_init__(self):
+        if self.level not in LEVELS: raise ValueError(f'OrtOptions.level must be one of {LEVELS}, got {self.level!r}')
+
+    def session_options(self, threads: int):
+        "An `onnxruntime.SessionOptions` with these settings and `threads` intra-op threads."
+        import onnxruntime as ort
+        L = ort.GraphOptimizationLevel
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.graph_optimization_level = dict(zip(LEVELS, (L.ORT_DISABLE_ALL, L.ORT_ENABLE_BASIC, L.ORT_ENABLE_EXTENDED, L.ORT_ENABLE_ALL)))[self.level]
+        so.add_session_config_entry('session.intra_op.allow_spinning', '1' if self.spinning else '0')
+        return so
+
 # %% ../../nbs/06_video/08_onnx_track.ipynb #0913326a
 class OnnxLDEQ:
     "An exported LDEQ on onnxruntime: `predict(frame, box, z_prev)` → (landmarks in frame pixels, z)."
-    def __init__(self, path, threads: int = 1):
+    def __init__(self, path, threads: int = 1, options: OrtOptions = OrtOptions()):
         import onnxruntime as ort
         path = Path(path)
         for p in (path, first_path(path)):
             if not p.is_file(): raise FileNotFoundError(f'{p}: no such ONNX file (make both with `ldeq-export CHECKPOINT {path}`)')
-        so = ort.SessionOptions(); so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so, self.options = options.session_options(threads), options
         self.step = ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
         self.first = ort.InferenceSession(str(first_path(path)), so, providers=['CPUExecutionProvider'])
         meta = self.step.get_modelmeta().custom_metadata_map
         if 'ldeq.image_size' not in meta: raise ValueError(f'{path}: no ldeq metadata; export it with `ldeq-export`')
         self.size, self.scale = int(meta['ldeq.image_size']), float(meta['ldeq.crop_scale'])
         self.k, self.first_iters = int(meta['ldeq.k']), int(meta['ldeq.first_iters'])
+        self.n_landmarks, self.precision = int(meta['ldeq.n_landmarks']), meta.get('ldeq.precision', 'fp32')   # 'int8': ldeq-export --int8
 
     def predict(self, frame: np.ndarray, box, z_prev: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         "Landmarks (L, 2) in frame pixels and the state z (1, …): from zeros, or one RwR step from `z_prev`."
@@ -57,18 +80,24 @@ class OnnxFrame:
     bootstrapped: bool            # the box was (re-)bootstrapped on this frame
     seconds: float                # wall time of the frame (crop + solve + map back)
     frame: np.ndarray | None = None   # the RGB frame, with `keep_frames=True`
+    found: bool = True                # a face was found (box given, tracked or detected); False: NaN landmarks and box
 
 # %% ../../nbs/06_video/08_onnx_track.ipynb #24d056ab
 def onnx_track(model: OnnxLDEQ, frames: Iterable[np.ndarray], init_box=None, detector: Callable | None = None,
-               tracking: BoxTracking = BoxTracking(), keep_frames: bool = False) -> Iterator[OnnxFrame]:
-    "Track one video with RwR on onnxruntime; the boxes as `ldeq.video.boxes.BoxPolicy` decides (the PyTorch tracker's policy)."
-    policy, z = BoxPolicy(tracking, None, init_box, detector), None
+               tracking: BoxTracking = BoxTracking(), keep_frames: bool = False, boxes=None) -> Iterator[OnnxFrame]:
+    "Track one video with RwR on onnxruntime; the boxes (given per frame as `boxes`, else tracked) as `ldeq.video.boxes.BoxPolicy` decides."
+    policy, z = BoxPolicy(tracking, boxes, init_box, detector), None
     for t, frame in enumerate(frames):
         t0 = time.perf_counter()
         box, boot = policy.propose(t, frame)
-        if not boot:
+        if box is not None and not boot:
             lm, z = model.predict(frame, box, z)
             if not np.isfinite(lm).all(): box, boot = policy.restart(t, frame), True
+        if box is None:                       # no face found: a NaN row, and the next frame asks the detector again
+            z = None
+            yield OnnxFrame(t, np.full((model.n_landmarks, 2), np.nan), np.full(4, np.nan), False, time.perf_counter() - t0,
+                            frame if keep_frames else None, found=False)
+            continue
         if boot: (lm, z), box = bootstrap(policy, lambda b: model.predict(frame, b), frame, box)
         if not np.isfinite(lm).all(): raise FloatingPointError(f'frame {t}: the ONNX model gave non-finite landmarks')
         policy.update(lm, box)
