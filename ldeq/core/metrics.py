@@ -16,7 +16,8 @@ from .wflw import ATTRIBUTES, OUTER_EYE_CORNERS, PUPILS
 # %% auto #0
 __all__ = ['Normalisation', 'as_numpy', 'normaliser', 'nme', 'ced', 'failure_rate', 'auc', 'StillMetrics', 'summarise',
            'still_report', 'video_nme', 'face_scale', 'flicker_per_pair', 'video_nmf', 'VideoMetrics', 'video_report',
-           'lowpass_zero_phase', 'NMFSplit', 'nmf_split']
+           'lowpass_zero_phase', 'NMFSplit', 'nmf_split', 'local_jitter', 'switch_jumps', 'SwitchSplit',
+           'nmf_switch_split']
 
 # %% ../../nbs/00_core/05_metrics.ipynb #b7bd5d32
 def as_numpy(a, name: str = 'array') -> np.ndarray:
@@ -209,3 +210,53 @@ def nmf_split(pred, gt, fps: float, cutoff_hz: float = 2.5, ref_size: float = 25
     nmf, low = video_nmf(p, g, ref_size), lowpass_zero_phase(g - p, fps, cutoff_hz)
     flick, high = video_nmf(g - low, g, ref_size), video_nmf(g - ((g - p) - low), g, ref_size)
     return NMFSplit(nmf, flick, float(np.sqrt(max(nmf ** 2 - flick ** 2, 0.0))), high)
+
+# %% ../../nbs/00_core/05_metrics.ipynb #e126e037
+def local_jitter(pred, gt, lags: Sequence[int] = (1, 2, 4, 6, 8), window: int = 12, ref_size: float = 256.0) -> np.ndarray:
+    "σ (T, L) in NMF units: the least over `lags` k of the median over frames t ± `window` of 100·||r_t − r_(t−k)|| / d1_t."
+    p, g = _check_landmarks(pred, gt)
+    if len(p) < 2: raise ValueError(f'local_jitter needs at least 2 frames, got {len(p)}')
+    if not lags or min(lags) < 1 or max(lags) > window:
+        raise ValueError(f'lags must be >= 1 and at most window={window} (so every window holds a value), got lags={tuple(lags)}')
+    s = face_scale(g, ref_size)
+    if (s <= 0).any(): raise ValueError(f'zero face scale (degenerate GT extents) in frames {np.nonzero(s <= 0)[0][:10].tolist()}')
+    r, sig = g - p, np.full(p.shape[:2], np.inf)
+    for k in sorted(set(lags)):
+        if k >= len(r): continue
+        d = np.full(r.shape[:2], np.nan)
+        d[k:] = 100 * np.linalg.norm(r[k:] - r[:-k], axis=-1) / s[k:, None]
+        pad = np.full((window, d.shape[1]), np.nan)
+        win = np.lib.stride_tricks.sliding_window_view(np.concatenate([pad, d, pad]), 2 * window + 1, axis=0)
+        sig = np.fmin(sig, np.nanmedian(win, axis=-1))
+    return sig
+
+# %% ../../nbs/00_core/05_metrics.ipynb #683bbfff
+def switch_jumps(pred, gt, kappa: float = 4.0, floor: float = 1.0, lags: Sequence[int] = (1, 2, 4, 6, 8), window: int = 12,
+                 ref_size: float = 256.0) -> tuple[np.ndarray, np.ndarray]:
+    "Per frame pair and landmark (N−1, L): the jump j (eq. 11a, per landmark) and whether it is a switch, j > κ·max(σ, floor) (`local_jitter`)."
+    p, g = _check_landmarks(pred, gt)
+    sig = local_jitter(p, g, lags, window, ref_size)
+    j = 100 * np.linalg.norm((g - p)[1:] - (g - p)[:-1], axis=-1) / face_scale(g, ref_size)[1:, None]
+    return j, j > kappa * np.maximum(sig[1:], floor)
+
+# %% ../../nbs/00_core/05_metrics.ipynb #35da12ee
+@dataclass
+class SwitchSplit:
+    "A video's NMF (eq. 11) split into the jumps that are switches (`switch_jumps`) and the rest: NMF² = switch² + steady²."
+    nmf: float
+    switch: float                 # √(Σ over switches of j² / (L·(N−1)))
+    steady: float                 # √(NMF² − switch²)
+    rate: float                   # the fraction of the (pair, landmark) jumps that are switches
+
+    @property
+    def switch_share(self) -> float: return self.switch ** 2 / self.nmf ** 2 if self.nmf > 0 else 0.0
+
+# %% ../../nbs/00_core/05_metrics.ipynb #43cfc600
+def nmf_switch_split(pred, gt, kappa: float = 4.0, floor: float = 1.0, lags: Sequence[int] = (1, 2, 4, 6, 8), window: int = 12,
+                     ref_size: float = 256.0) -> SwitchSplit:
+    "Split the video NMF of `pred` into switches (jumps above κ times the local jitter) and steady change."
+    p, g = _check_landmarks(pred, gt)
+    nmf = video_nmf(p, g, ref_size)
+    j, sw = switch_jumps(p, g, kappa, floor, lags, window, ref_size)
+    s2, total = float((j[sw] ** 2).sum() / j.size), float((j ** 2).mean())    # total: NMF² (the official pair mean)
+    return SwitchSplit(nmf, math.sqrt(s2), math.sqrt(max(total - s2, 0.0)), float(sw.mean()))

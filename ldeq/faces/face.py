@@ -11,7 +11,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['smoothstep', 'catmull_rom', 'resample_arclength', 'Identity', 'Expression', 'FaceShape', 'rotation_matrix', 'Camera',
-           'Pose', 'project_landmarks', 'place_camera']
+           'Pose', 'project_landmarks', 'place_landmarks', 'place_camera']
 
 # %% ../../nbs/04_faces/00_face.ipynb #be85ad4b
 # the WFLW scheme the face draws: `ldeq.core.wflw` (98 points and the flip permutation)
@@ -29,13 +29,11 @@ def catmull_rom(points, n: int = 8, closed: bool = False) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     q = np.concatenate([p[-1:], p, p[:2]]) if closed else np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
     t = np.linspace(0, 1, n, endpoint=False)[:, None]
-    out = []
-    for i in range(len(p) if closed else len(p) - 1):
-        p0, p1, p2, p3 = q[i], q[i + 1], q[i + 2], q[i + 3]
-        out.append(0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                          + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3))
-    if not closed: out.append(p[-1:])
-    return np.concatenate(out)
+    k = len(p) if closed else len(p) - 1                   # segments, all at once: (k, n, 2)
+    p0, p1, p2, p3 = q[:k, None], q[1:k + 1, None], q[2:k + 2, None], q[3:k + 3, None]
+    out = (0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
+                  + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3)).reshape(-1, 2)
+    return out if closed else np.concatenate([out, p[-1:]])
 
 # %% ../../nbs/04_faces/00_face.ipynb #e99097f1
 def resample_arclength(curve, n: int) -> np.ndarray:
@@ -327,13 +325,20 @@ def project_landmarks(shape: FaceShape, R: np.ndarray, T: np.ndarray, cam: Camer
             Pc[hidden[ok]] = Ps[ok, np.argmax(vis[ok], axis=1)]
     return cam.project(Pc), Pc
 
-# %% ../../nbs/04_faces/00_face.ipynb #03a788ff
-def place_camera(shape: FaceShape, pose: Pose, centre, size: float):
-    "Camera, rotation and translation that put the landmark box of `shape` at `centre` with longer side `size` px."
+# %% ../../nbs/04_faces/00_face.ipynb #e8f1c3a5
+def place_landmarks(shape: FaceShape, pose: Pose, centre, size: float):
+    """`place_camera`'s camera, rotation and translation, and the landmarks it sees: in pixels (98, 2) and in the camera
+    frame (98, 3), as `project_landmarks` gives them (computed once)."""
     R = rotation_matrix(pose.yaw, pose.pitch, pose.roll)
     T = np.array([0.0, 0.0, pose.distance])
-    lm0, _ = project_landmarks(shape, R, T, Camera(1.0, 0.0, 0.0))
+    lm0, Pc = project_landmarks(shape, R, T, Camera(1.0, 0.0, 0.0))     # the camera only scales and shifts the landmarks
     lo, hi = lm0.min(0), lm0.max(0)
     k = size / max(hi[0] - lo[0], hi[1] - lo[1])
     c = (lo + hi) / 2 * k
-    return Camera(k, centre[0] - c[0], centre[1] - c[1]), R, T
+    cam = Camera(k, centre[0] - c[0], centre[1] - c[1])
+    return cam, R, T, cam.project(Pc), Pc
+
+# %% ../../nbs/04_faces/00_face.ipynb #03a788ff
+def place_camera(shape: FaceShape, pose: Pose, centre, size: float):
+    "Camera, rotation and translation that put the landmark box of `shape` at `centre` with longer side `size` px."
+    return place_landmarks(shape, pose, centre, size)[:3]

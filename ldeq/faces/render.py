@@ -5,7 +5,7 @@
 # %% ../../nbs/04_faces/01_render.ipynb #28ebce0e
 from __future__ import annotations
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import cv2
@@ -14,10 +14,11 @@ import numpy as np
 from .face import Camera, FaceShape, Identity, Pose, catmull_rom, project_landmarks, rotation_matrix, smoothstep
 
 # %% auto #0
-__all__ = ['grid_triangles', 'grid_normals', 'rasterize', 'TexMap', 'ellipse_pts', 'paint', 'noise_field', 'hairline_y',
-           'hair_thickness', 'identity_rng', 'paint_head_texture', 'flat_texture', 'hair_texture', 'head_mesh',
-           'neck_mesh', 'torso_mesh', 'long_hair_mesh', 'ear_mesh', 'ear_texture', 'Light', 'HeadRender', 'tex_sample',
-           'render_head']
+__all__ = ['grid_triangles', 'grid_normals', 'rasterize', 'TexMap', 'ellipse_pts', 'paint_box', 'paint', 'Canvas', 'noise_field',
+           'hairline_y', 'hair_thickness', 'identity_rng', 'beard_stubble', 'hair_layer', 'texture_base',
+           'paint_head_texture', 'HeadTexture', 'flat_texture', 'hair_texture', 'head_mesh', 'neck_mesh', 'torso_mesh',
+           'long_hair_mesh', 'ear_mesh', 'ear_texture', 'Light', 'HeadRender', 'tex_sample', 'IdentityParts',
+           'RenderCache', 'render_head']
 
 # %% ../../nbs/04_faces/01_render.ipynb #20decaf7
 def grid_triangles(rows: int, cols: int) -> np.ndarray:
@@ -53,10 +54,10 @@ def rasterize(xy: np.ndarray, depth: np.ndarray, tris: np.ndarray, shape, cull: 
     if pix.size == 0: return empty
     tri = order[buf.ravel()[pix] - 1]
     py, px = np.divmod(pix, W)
-    A, B, C = xy[tris[tri, 0]], xy[tris[tri, 1]], xy[tris[tri, 2]]
-    v0, v1, v2 = B - A, C - A, np.stack([px, py], 1) - A
+    v0, v1 = b - a, c - a                                    # per triangle, then per pixel
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+    den = np.where(np.abs(den) < 1e-12, 1e-12, den)[tri]
+    v0, v1, v2 = v0[tri], v1[tri], np.stack([px, py], 1) - a[tri]
     l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
     l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
     w = np.clip(np.stack([1 - l1 - l2, l1, l2], 1), 0, 1)
@@ -66,7 +67,7 @@ def rasterize(xy: np.ndarray, depth: np.ndarray, tris: np.ndarray, shape, cull: 
 class TexMap:
     "Texel coordinates of the head texture: columns = azimuth, rows = height Y; `tpc` texels per cm."
     def __init__(self, shape: FaceShape, tpc: float = 10.0):
-        self.shape = shape
+        self.shape, self.tpc = shape, tpc
         self.y0, self.y1 = shape.y_top - 0.3, 18.0
         self.th = int(round((self.y1 - self.y0) * tpc))
         self.tw = 2 * self.th
@@ -91,19 +92,27 @@ def ellipse_pts(c, axes, angle_deg: float = 0.0, n: int = 24) -> np.ndarray:
     x, y = axes[0] * np.cos(t), axes[1] * np.sin(t)
     return np.stack([c[0] + x * math.cos(a) - y * math.sin(a), c[1] + x * math.sin(a) + y * math.cos(a)], 1)
 
-# %% ../../nbs/04_faces/01_render.ipynb #116856ae
-def paint(img: np.ndarray, polys, color, alpha: float = 1.0, blur: float = 0.0, thickness: float = -1,
-          closed: bool = True, spec: Optional[np.ndarray] = None, spec_value: Optional[float] = None):
-    """Blend `color` (RGB, or a float layer shaped like `img`) into float image `img` inside the polygons (pixel
-    coordinates), or along them when `thickness` > 0, softened by a Gaussian of `blur` pixels; optionally set the
-    specular map `spec` there too. Works on the polygons' bounding box only; returns the mask and its box."""
-    H, W = img.shape[:2]
-    polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys]
-    pts = np.concatenate(polys)
+# %% ../../nbs/04_faces/01_render.ipynb #b0c5e1a2
+def paint_box(hw, polys, blur: float = 0.0, thickness: float = -1):
+    "The box (y0, y1, x0, x1) `paint` works on in an image of size `hw`: the polygons' bounding box padded for the blur and the line, cut to the image; None if nothing is left."
+    H, W = hw
+    pts = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys])
     pad = 3 * blur + max(thickness, 0) + 2
     x0, y0 = np.floor(pts.min(0) - pad).astype(int); x1, y1 = np.ceil(pts.max(0) + pad).astype(int) + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
-    if x1 <= x0 or y1 <= y0: return None, None
+    return None if x1 <= x0 or y1 <= y0 else (y0, y1, x0, x1)
+
+# %% ../../nbs/04_faces/01_render.ipynb #116856ae
+def paint(img: np.ndarray, polys, color, alpha: float = 1.0, blur: float = 0.0, thickness: float = -1,
+          closed: bool = True, spec: Optional[np.ndarray] = None, spec_value: Optional[float] = None, layer_origin=(0, 0)):
+    """Blend `color` (RGB, or a float layer: shaped like `img`, or covering `paint_box` from `layer_origin` (y, x)) into
+    float image `img` inside the polygons (pixel coordinates), or along them when `thickness` > 0, softened by a Gaussian
+    of `blur` pixels; optionally set the specular map `spec` there too. Works on `paint_box` only; returns the mask and
+    its box."""
+    polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys]
+    box = paint_box(img.shape[:2], polys, blur, thickness)
+    if box is None: return None, None
+    y0, y1, x0, x1 = box
     m = np.zeros((y1 - y0, x1 - x0), np.float32)
     q = [np.round((p - [x0, y0]) * 8).astype(np.int32) for p in polys]
     if thickness < 0: cv2.fillPoly(m, q, 1.0, cv2.LINE_AA, 3)
@@ -111,10 +120,44 @@ def paint(img: np.ndarray, polys, color, alpha: float = 1.0, blur: float = 0.0, 
     if blur > 0.3: m = cv2.GaussianBlur(m, (0, 0), blur)
     sub = (slice(y0, y1), slice(x0, x1))
     a = (m * alpha)[..., None]
-    col = color[sub] if isinstance(color, np.ndarray) and color.ndim == 3 else np.asarray(color, np.float32)
+    if isinstance(color, np.ndarray) and color.ndim == 3:
+        oy, ox = layer_origin
+        col = color[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        if col.shape[:2] != m.shape:
+            raise ValueError(f'paint: the colour layer (origin {layer_origin}, size {color.shape[:2]}) does not cover the box {box}')
+    else: col = np.asarray(color, np.float32)
     img[sub] = img[sub] * (1 - a) + a * col
     if spec is not None and spec_value is not None: spec[sub] = spec[sub] * (1 - a[..., 0]) + a[..., 0] * spec_value
     return m, sub
+
+# %% ../../nbs/04_faces/01_render.ipynb #d5e2a9c4
+class Canvas:
+    """The head texture a frame is painted on: albedo `img` (H, W, 3) and specular map `spec` (H, W). With `unpainted`
+    (the texture before any painting, `img` holding it with the hair on), only a box is repainted: `paint` first gives
+    the texels it reaches that this frame has not painted yet their unpainted value (`box`: what the frame has painted)."""
+    def __init__(self, img: np.ndarray, spec: np.ndarray, unpainted: Optional[tuple] = None, box: Optional[tuple] = None):
+        self.img, self.spec, self.unpainted, self.box = img, spec, unpainted, None
+        if box is not None: self.touch(box)
+
+    def touch(self, box) -> None:
+        "Make the texels of `box` (y0, y1, x0, x1) not painted yet this frame unpainted, and add `box` to the painted one."
+        if self.unpainted is None: return
+        b = self.box
+        if b is not None and b[0] <= box[0] and box[1] <= b[1] and b[2] <= box[2] and box[3] <= b[3]: return
+        n = box if b is None else (min(b[0], box[0]), max(b[1], box[1]), min(b[2], box[2]), max(b[3], box[3]))
+        for cur, raw in zip((self.img, self.spec), self.unpainted):
+            fresh = raw[n[0]:n[1], n[2]:n[3]].copy()
+            if b is not None: fresh[b[0] - n[0]:b[1] - n[0], b[2] - n[2]:b[3] - n[2]] = cur[b[0]:b[1], b[2]:b[3]]
+            cur[n[0]:n[1], n[2]:n[3]] = fresh
+        self.box = n
+
+    def paint(self, polys, color, alpha: float = 1.0, blur: float = 0.0, thickness: float = -1, closed: bool = True,
+              spec_value: Optional[float] = None, layer_origin=(0, 0)):
+        "`paint` on this canvas (the specular map too when `spec_value` is given)."
+        box = paint_box(self.img.shape[:2], polys, blur, thickness)
+        if box is None: return None, None
+        self.touch(box)
+        return paint(self.img, polys, color, alpha, blur, thickness, closed, self.spec, spec_value, layer_origin)
 
 # %% ../../nbs/04_faces/01_render.ipynb #7a408022
 def noise_field(rng: np.random.Generator, h: int, w: int, cell: float, channels: int = 1) -> np.ndarray:
@@ -140,29 +183,61 @@ def hair_thickness(theta, Y, idn: Identity):
     hl = hairline_y(theta, idn)
     return vol * smoothstep(hl + 0.3, hl - 3.0, Y) ** 0.8
 
+# %% ../../nbs/04_faces/01_render.ipynb #fdaaeb57
+def identity_rng(idn: Identity, part: int) -> np.random.Generator:
+    "The random stream of one textured part of an identity: the same for every frame and expression."
+    return np.random.default_rng([idn.texture_seed, part])
+
 # %% ../../nbs/04_faces/01_render.ipynb #1d1c7a33
-def _paint_skin(img, spec, shape: FaceShape, rng, tm: TexMap):
+def _skin_ops(shape: FaceShape, tm: TexMap) -> list:
+    """The skin's strokes in painting order, each (polygons, colour, alpha, `paint` keywords, moves with the expression):
+    per side a cheek (blush), two under-eye shadows, the nose wing, the nostril and the smile fold; then the nose tip."""
     idn, e, lm = shape.idn, shape.expr, shape.layout
     cm, skin = tm.cm, np.asarray(idn.skin, np.float32)
     L, nw = idn.nose_len, idn.nose_w
     mw, my = abs(lm[76, 0]), lm[76, 1]
+    ops = []
     for sx in (-1, 1):
-        paint(img, [tm(ellipse_pts((sx * 4.3, 3.1), (2.0, 1.4)))], skin * np.array([1.04, 0.86, 0.86]),
-              0.35 + 0.45 * idn.makeup, blur=0.8 * cm)                                                   # cheeks, blush
-        paint(img, [tm(ellipse_pts((sx * idn.eye_sep, 0.8), (1.4, 0.45)))], skin * 0.8, 0.45, blur=0.3 * cm)
-        paint(img, [tm(ellipse_pts((sx * (idn.eye_sep + 0.2), -0.9), (1.6, 0.55)))], skin * 0.86, 0.4, blur=0.3 * cm)
+        ops.append(([tm(ellipse_pts((sx * 4.3, 3.1), (2.0, 1.4)))], skin * np.array([1.04, 0.86, 0.86]), 0.35 + 0.45 * idn.makeup,
+                    dict(blur=0.8 * cm), False))
+        ops.append(([tm(ellipse_pts((sx * idn.eye_sep, 0.8), (1.4, 0.45)))], skin * 0.8, 0.45, dict(blur=0.3 * cm), False))
+        ops.append(([tm(ellipse_pts((sx * (idn.eye_sep + 0.2), -0.9), (1.6, 0.55)))], skin * 0.86, 0.4, dict(blur=0.3 * cm), False))
         wing = np.array([[sx * 0.25 * nw, L - 0.05], [sx * 0.8 * nw, L - 0.3], [sx * 0.98 * nw, L - 0.8], [sx * 0.7 * nw, L - 1.25]])
-        paint(img, [tm(catmull_rom(wing, 6))], skin * 0.6, 0.55, blur=0.08 * cm, thickness=0.1 * cm, closed=False)
-        paint(img, [tm(ellipse_pts((sx * 0.37 * nw, L - 0.14), (0.3 * nw, 0.13), sx * 12))], (45, 22, 22), 0.9, blur=0.06 * cm)
+        ops.append(([tm(catmull_rom(wing, 6))], skin * 0.6, 0.55, dict(blur=0.08 * cm, thickness=0.1 * cm, closed=False), False))
+        ops.append(([tm(ellipse_pts((sx * 0.37 * nw, L - 0.14), (0.3 * nw, 0.13), sx * 12))], (45, 22, 22), 0.9,
+                    dict(blur=0.06 * cm), False))
         fold = np.array([[sx * 0.9 * nw, L - 0.5], [sx * (mw + 0.15), my - 0.8], [sx * (mw + 0.5), my + 0.9]])
-        paint(img, [tm(catmull_rom(fold, 8))], skin * 0.72, 0.2 + 0.5 * max(e.smile, 0), blur=0.15 * cm,
-              thickness=0.12 * cm, closed=False)
-    paint(img, [tm(ellipse_pts((0, L - 0.95), (0.65, 0.55)))], skin * np.array([1.03, 0.9, 0.9]), 0.5, blur=0.3 * cm,
-          spec=spec, spec_value=0.25)                                                                    # nose tip
-    paint(img, [tm(ellipse_pts((0, -4.5), (3.0, 1.6)))], skin, 0.0, blur=0.8 * cm, spec=spec, spec_value=0.2)  # forehead
+        ops.append(([tm(catmull_rom(fold, 8))], skin * 0.72, 0.2 + 0.5 * max(e.smile, 0),
+                    dict(blur=0.15 * cm, thickness=0.12 * cm, closed=False), True))
+    ops.append(([tm(ellipse_pts((0, L - 0.95), (0.65, 0.55)))], skin * np.array([1.03, 0.9, 0.9]), 0.5,
+                dict(blur=0.3 * cm, spec_value=0.25), False))
+    return ops
+
+# %% ../../nbs/04_faces/01_render.ipynb #a7c3f9e1
+def _paint_ops(cv: Canvas, ops: list) -> None:
+    "Paint strokes of `_skin_ops` on `cv` in their order."
+    for polys, color, alpha, kw, _ in ops: cv.paint(polys, color, alpha, **kw)
+
+# %% ../../nbs/04_faces/01_render.ipynb #8b4e1f7a
+def _op_box(hw, op):
+    "The box `paint` works on for a stroke of `_skin_ops`."
+    return paint_box(hw, op[0], op[3].get('blur', 0.0), op[3].get('thickness', -1))
+
+def _skin_bakeable(ops: list, hw) -> list:
+    """Which strokes can be painted before all the others with the same result: those that do not move with the
+    expression and whose box (a stroke changes nothing outside its box) meets that of no moving stroke before them."""
+    boxes = [_op_box(hw, op) for op in ops]
+    meet = lambda a, b: a is not None and b is not None and a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+    return [j for j, op in enumerate(ops) if not op[4] and not any(ops[i][4] and meet(boxes[i], boxes[j]) for i in range(j))]
+
+# %% ../../nbs/04_faces/01_render.ipynb #e4b8d2c6
+def beard_stubble(idn: Identity, tm: TexMap) -> np.ndarray:
+    "The stubble of a beard (TH, TW) float32, the beard colour's factor per texel: fixed per identity (drawn whole, so the same every frame)."
+    dots = (identity_rng(idn, 2).random((tm.th, tm.tw), dtype=np.float32) < 0.55).astype(np.float32)
+    return 0.55 + 0.7 * cv2.blur(dots, (1, 3))
 
 # %% ../../nbs/04_faces/01_render.ipynb #d2f96ae3
-def _paint_beard(img, spec, shape: FaceShape, rng, tm: TexMap):
+def _paint_beard(cv: Canvas, shape: FaceShape, stubble: np.ndarray, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     ctr = lm[0:33]
     inner = ctr[4:29].copy()
@@ -174,18 +249,22 @@ def _paint_beard(img, spec, shape: FaceShape, rng, tm: TexMap):
     moustache = np.array([[-mw - 0.25, lm[76, 1] + 0.2], [-0.7, lm[57, 1] + 0.12], [0.7, lm[57, 1] + 0.12],
                           [mw + 0.25, lm[76, 1] + 0.2], [0, lm[79, 1] - 0.02]])
     t = tm(np.concatenate([region, moustache]))
-    H, W = img.shape[:2]
+    H, W = cv.img.shape[:2]
     x0, y0 = np.maximum(t.min(0).astype(int) - 4, 0)
     x1, y1 = np.minimum(t.max(0).astype(int) + 5, [W, H])
-    layer = np.empty_like(img)
+    polys, blur = [tm(region), tm(moustache)], 0.25 * tm.cm
+    box = paint_box((H, W), polys, blur)
+    if box is None: return
+    by0, by1, bx0, bx1 = box                                # the layer on the painted box: hair colour, stubble near the beard
+    layer = np.empty((by1 - by0, bx1 - bx0, 3), np.float32)
     layer[:] = np.asarray(idn.hair_color, np.float32) * 0.9
-    dots = (rng.random((H, W), dtype=np.float32) < 0.55).astype(np.float32)   # stubble (drawn whole: same every frame)
-    if x1 > x0 and y1 > y0: layer[y0:y1, x0:x1] *= (0.55 + 0.7 * cv2.blur(dots, (1, 3))[y0:y1, x0:x1])[..., None]
+    y0, y1, x0, x1 = max(y0, by0), min(y1, by1), max(x0, bx0), min(x1, bx1)
+    if x1 > x0 and y1 > y0: layer[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] *= stubble[y0:y1, x0:x1, None]
     dens = {'stubble': 0.5, 'full': 0.92, 'goatee': 0.9}[idn.beard]
-    paint(img, [tm(region), tm(moustache)], layer, dens, blur=0.25 * tm.cm, spec=spec, spec_value=0.05)
+    cv.paint(polys, layer, dens, blur=blur, spec_value=0.05, layer_origin=(by0, bx0))
 
 # %% ../../nbs/04_faces/01_render.ipynb #ae04d5cd
-def _paint_eyes(img, spec, shape: FaceShape, rng, tm: TexMap):
+def _paint_eyes(cv: Canvas, shape: FaceShape, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     cm, skin = tm.cm, np.asarray(idn.skin, np.float32)
     for k, (idx, pidx) in enumerate(((np.arange(60, 68), 96), (np.arange(68, 76), 97))):
@@ -194,9 +273,9 @@ def _paint_eyes(img, spec, shape: FaceShape, rng, tm: TexMap):
         if idn.makeup > 0:
             lid = np.concatenate([upper, np.stack([upper[::-1, 0], upper[::-1, 1] - 0.85
                                                    - 0.3 * np.sin(np.linspace(0, np.pi, len(upper)))], 1)])
-            paint(img, [tm(lid)], idn.eyeshadow_color, 0.6 * idn.makeup, blur=0.18 * cm)
+            cv.paint([tm(lid)], idn.eyeshadow_color, 0.6 * idn.makeup, blur=0.18 * cm)
         crease = upper - [0, 0.3 * idn.eye_open + 0.12]
-        paint(img, [tm(crease[3:-3])], skin * 0.7, 0.5, blur=0.07 * cm, thickness=0.1 * cm, closed=False)
+        cv.paint([tm(crease[3:-3])], skin * 0.7, 0.5, blur=0.07 * cm, thickness=0.1 * cm, closed=False)
         outline = tm(catmull_rom(pts, 6, closed=True))
         x0, y0 = np.maximum(outline.min(0).astype(int) - 2, 0)
         x1, y1 = outline.max(0).astype(int) + 3
@@ -220,23 +299,23 @@ def _paint_eyes(img, spec, shape: FaceShape, rng, tm: TexMap):
             o = np.argsort(tu[:, 0])
             lid_y = np.interp(xx[0], tu[o, 0], tu[o, 1])
             layer *= (0.5 + 0.5 * np.clip((yy - lid_y[None, :]) / (0.3 * cm), 0, 1))[..., None]   # lid shadow
-            full = np.zeros_like(img)
+            full = np.zeros(cv.img.shape, np.float32)                 # zero pages: only what is painted is touched
             full[y0:y1, x0:x1] = layer
-            paint(img, [outline], full, 1.0, blur=0.03 * cm, spec=spec, spec_value=0.03)
+            cv.paint([outline], full, 1.0, blur=0.03 * cm, spec_value=0.03)
         lw = (0.1 + 0.07 * idn.makeup) * cm
         up_t = tm(upper)
-        paint(img, [up_t], (22, 16, 14), 0.95, blur=0.04 * cm, thickness=lw, closed=False)     # lash line
+        cv.paint([up_t], (22, 16, 14), 0.95, blur=0.04 * cm, thickness=lw, closed=False)     # lash line
         outer_half = up_t[: len(up_t) // 2 + 1]
-        paint(img, [outer_half], (22, 16, 14), 0.6, blur=0.05 * cm, thickness=1.6 * lw, closed=False)
-        paint(img, [tm(lower)], skin * 0.55, 0.55, blur=0.04 * cm, thickness=0.05 * cm, closed=False)
+        cv.paint([outer_half], (22, 16, 14), 0.6, blur=0.05 * cm, thickness=1.6 * lw, closed=False)
+        cv.paint([tm(lower)], skin * 0.55, 0.55, blur=0.04 * cm, thickness=0.05 * cm, closed=False)
 
 # %% ../../nbs/04_faces/01_render.ipynb #4ff2d60b
-def _paint_brows(img, shape: FaceShape, rng, tm: TexMap):
+def _paint_brows(cv: Canvas, shape: FaceShape, rng, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     bc = np.asarray(idn.brow_color, np.float32)
     for left, pts in ((True, lm[33:42]), (False, lm[42:51])):
         outline = tm(catmull_rom(pts, 5, closed=True))
-        paint(img, [outline], bc, 0.72, blur=0.07 * tm.cm)
+        cv.paint([outline], bc, 0.72, blur=0.07 * tm.cm)
         lo, hi = outline.min(0), outline.max(0)
         cen, strokes = outline.mean(0), []
         for _ in range(int(10 * (idn.eye_w + 0.65) * idn.brow_thick)):
@@ -244,25 +323,24 @@ def _paint_brows(img, shape: FaceShape, rng, tm: TexMap):
                  + rng.normal(0, 1, 2) * [0.3 * (hi[0] - lo[0]), 0.15 * tm.cm])
             ang = rng.normal(-0.45 if left else np.pi + 0.45, 0.25)
             strokes.append(np.stack([p, p + 0.45 * tm.cm * np.array([math.cos(ang), math.sin(ang)])]))
-        if strokes: paint(img, strokes, bc * 0.8, 0.5, thickness=1, closed=False)
+        if strokes: cv.paint(strokes, bc * 0.8, 0.5, thickness=1, closed=False)
 
 # %% ../../nbs/04_faces/01_render.ipynb #054ab1b3
-def _paint_mouth(img, spec, shape: FaceShape, rng, tm: TexMap):
+def _paint_mouth(cv: Canvas, shape: FaceShape, tm: TexMap):
     idn, lm = shape.idn, shape.layout
     cm = tm.cm
     lip = np.asarray(idn.lip_color, np.float32)
     if idn.makeup > 0: lip = lip * (1 - 0.85 * idn.makeup) + np.asarray(idn.makeup_color, np.float32) * 0.85 * idn.makeup
-    paint(img, [tm(catmull_rom(lm[76:88], 6, closed=True))], lip, 1.0, blur=0.05 * cm, spec=spec,
-          spec_value=0.3 + 0.25 * idn.makeup)
+    cv.paint([tm(catmull_rom(lm[76:88], 6, closed=True))], lip, 1.0, blur=0.05 * cm, spec_value=0.3 + 0.25 * idn.makeup)
     upper = np.concatenate([lm[76:83], lm[[92, 91, 90, 89, 88]]])
-    paint(img, [tm(catmull_rom(upper, 5, closed=True))], lip * 0.82, 1.0, blur=0.04 * cm)
-    paint(img, [tm(ellipse_pts((0, 0.5 * (lm[85, 1] + lm[94, 1])), (0.45 * abs(lm[76, 0]), 0.18)))],
-          np.minimum(lip * 1.15, 255), 0.6, blur=0.1 * cm)                                       # lower-lip sheen
+    cv.paint([tm(catmull_rom(upper, 5, closed=True))], lip * 0.82, 1.0, blur=0.04 * cm)
+    cv.paint([tm(ellipse_pts((0, 0.5 * (lm[85, 1] + lm[94, 1])), (0.45 * abs(lm[76, 0]), 0.18)))],
+             np.minimum(lip * 1.15, 255), 0.6, blur=0.1 * cm)                                       # lower-lip sheen
     if shape.gap > 0.05:
         inner = tm(catmull_rom(lm[88:96], 6, closed=True))
         x0, y0 = np.maximum(inner.min(0).astype(int) - 2, 0)
         x1, y1 = inner.max(0).astype(int) + 3
-        layer = np.zeros_like(img)
+        layer = np.zeros(cv.img.shape, np.float32)                  # zero pages: only what is painted is touched
         layer[y0:y1, x0:x1] = (50, 16, 18)
         ui = catmull_rom(lm[[89, 90, 91]], 6) * [1.25, 1]
         band = np.concatenate([ui, np.stack([ui[::-1, 0] * 0.92, ui[::-1, 1] + min(0.42, 0.45 * shape.gap)], 1)])
@@ -272,17 +350,17 @@ def _paint_mouth(img, spec, shape: FaceShape, rng, tm: TexMap):
             band = np.concatenate([li, np.stack([li[::-1, 0] * 0.85, li[::-1, 1] - 0.22], 1)])
             paint(layer, [tm(band)], (200, 192, 180), 1.0, blur=0.03 * cm)                        # lower teeth
             paint(layer, [tm(ellipse_pts((0, lm[94, 1] - 0.15), (1.1, 0.4)))], (140, 55, 60), 0.7, blur=0.1 * cm)
-        paint(img, [inner], layer, 1.0, blur=0.03 * cm, spec=spec, spec_value=0.05)
+        cv.paint([inner], layer, 1.0, blur=0.03 * cm, spec_value=0.05)
     else:
-        paint(img, [tm(catmull_rom(lm[[88, 89, 90, 91, 92]], 6))], lip * 0.35, 0.85, blur=0.04 * cm,
-              thickness=0.07 * cm, closed=False)
+        cv.paint([tm(catmull_rom(lm[[88, 89, 90, 91, 92]], 6))], lip * 0.35, 0.85, blur=0.04 * cm,
+                 thickness=0.07 * cm, closed=False)
     for sx in (-1, 1):
-        paint(img, [tm(ellipse_pts((sx * (abs(lm[76, 0]) + 0.05), lm[76, 1]), (0.18, 0.12)))], lip * 0.4, 0.5, blur=0.06 * cm)
+        cv.paint([tm(ellipse_pts((sx * (abs(lm[76, 0]) + 0.05), lm[76, 1]), (0.18, 0.12)))], lip * 0.4, 0.5, blur=0.06 * cm)
 
-# %% ../../nbs/04_faces/01_render.ipynb #e336f27b
-def _paint_hair(img, spec, shape: FaceShape, rng, tm: TexMap):
-    idn = shape.idn
-    H, W = img.shape[:2]
+# %% ../../nbs/04_faces/01_render.ipynb #c9a1e7f3
+def hair_layer(idn: Identity, tm: TexMap):
+    "The hair painted over the top of the head texture: rows `top`, cover (top, TW) in [0, 1] and colour (top, TW, 3)."
+    rng, H, W = identity_rng(idn, 6), tm.th, tm.tw
     theta = (np.arange(W) + 0.5) / W * 2 * np.pi - np.pi
     row = (hairline_y(theta, idn) - tm.y0) / (tm.y1 - tm.y0) * H - 0.5
     row = row + noise_field(rng, 1, W, 0.5 * tm.cm)[0, :, 0] * 0.12 * tm.cm
@@ -291,31 +369,83 @@ def _paint_hair(img, spec, shape: FaceShape, rng, tm: TexMap):
     if idn.hair_style == 'bald': m *= 0.85
     strands = cv2.GaussianBlur(rng.standard_normal((top, W)).astype(np.float32), (0, 0), sigmaX=0.6, sigmaY=0.35 * tm.cm) * 3
     hair = np.clip(np.asarray(idn.hair_color, np.float32) * (1 + 0.2 * strands[..., None] + 0.1 * noise_field(rng, top, W, tm.cm)), 0, 255)
-    img[:top] = img[:top] * (1 - m[..., None]) + hair * m[..., None]
-    spec[:top] = spec[:top] * (1 - m) + 0.15 * m
+    return top, m, hair
 
-# %% ../../nbs/04_faces/01_render.ipynb #fdaaeb57
-def identity_rng(idn: Identity, part: int) -> np.random.Generator:
-    "The random stream of one textured part of an identity: the same for every frame and expression."
-    return np.random.default_rng([idn.texture_seed, part])
+# %% ../../nbs/04_faces/01_render.ipynb #e336f27b
+def _paint_hair(img, spec, hair, box=None):
+    "Blend the hair of `hair_layer` over the texture, within `box` (y0, y1, x0, x1) if given."
+    top, m, col = hair
+    y0, y1, x0, x1 = (0, top, 0, img.shape[1]) if box is None else box
+    s = (slice(y0, min(y1, top)), slice(x0, x1))
+    mm = m[s]
+    img[s] = img[s] * (1 - mm[..., None]) + col[s] * mm[..., None]
+    spec[s] = spec[s] * (1 - mm) + 0.15 * mm
+
+# %% ../../nbs/04_faces/01_render.ipynb #3f6d8a2b
+def texture_base(idn: Identity, tm: TexMap):
+    "The unpainted head texture of an identity: skin tone with blotches and fine noise (albedo), a noisy specular map."
+    H, W, cm = tm.th, tm.tw, tm.cm
+    rng = identity_rng(idn, 0)
+    img = np.empty((H, W, 3), np.float32)
+    img[:] = np.asarray(idn.skin, np.float32)
+    img *= 1 + 0.045 * noise_field(rng, H, W, 2.5 * cm)
+    img += rng.normal(0, 2.0, (H, W, 1)).astype(np.float32)
+    spec = 0.10 + 0.05 * noise_field(rng, H, W, 3 * cm)[..., 0]
+    return img, spec
+
+# %% ../../nbs/04_faces/01_render.ipynb #6c2f9b3e
+def _paint_features(cv: Canvas, shape: FaceShape, tm: TexMap, stubble: Optional[np.ndarray], skin_ops: list):
+    "Paint the features in order: the skin strokes `skin_ops`, then beard, eyes, brows, mouth."
+    _paint_ops(cv, skin_ops)
+    if shape.idn.beard != 'none': _paint_beard(cv, shape, stubble, tm)
+    _paint_eyes(cv, shape, tm)
+    _paint_brows(cv, shape, identity_rng(shape.idn, 4), tm)
+    _paint_mouth(cv, shape, tm)
 
 # %% ../../nbs/04_faces/01_render.ipynb #60b33ecf
 def paint_head_texture(shape: FaceShape, tm: TexMap):
     "Albedo (TH, TW, 3) float32 RGB in [0, 255] and specular weight (TH, TW) of the head."
-    H, W, cm = tm.th, tm.tw, tm.cm
-    rng = identity_rng(shape.idn, 0)
-    img = np.empty((H, W, 3), np.float32)
-    img[:] = np.asarray(shape.idn.skin, np.float32)
-    img *= 1 + 0.045 * noise_field(rng, H, W, 2.5 * cm)
-    img += rng.normal(0, 2.0, (H, W, 1)).astype(np.float32)
-    spec = 0.10 + 0.05 * noise_field(rng, H, W, 3 * cm)[..., 0]
-    _paint_skin(img, spec, shape, identity_rng(shape.idn, 1), tm)
-    if shape.idn.beard != 'none': _paint_beard(img, spec, shape, identity_rng(shape.idn, 2), tm)
-    _paint_eyes(img, spec, shape, identity_rng(shape.idn, 3), tm)
-    _paint_brows(img, shape, identity_rng(shape.idn, 4), tm)
-    _paint_mouth(img, spec, shape, identity_rng(shape.idn, 5), tm)
-    _paint_hair(img, spec, shape, identity_rng(shape.idn, 6), tm)
+    img, spec = texture_base(shape.idn, tm)
+    _paint_features(Canvas(img, spec), shape, tm, beard_stubble(shape.idn, tm) if shape.idn.beard != 'none' else None,
+                    _skin_ops(shape, tm))
+    _paint_hair(img, spec, hair_layer(shape.idn, tm))
     return img, spec
+
+# %% ../../nbs/04_faces/01_render.ipynb #9e7a4c1d
+class HeadTexture:
+    """The head texture of one identity, painted frame after frame: what depends on the identity alone (the unpainted
+    texture with the skin strokes that do not move, the hair, the stubble) is made once; a frame repaints only the box
+    its features reach. The same texels as `paint_head_texture` for every frame."""
+    def __init__(self, shape: FaceShape, tm: TexMap):
+        self.idn, self.size = replace(shape.idn), (tm.th, tm.tw)
+        self.base = texture_base(shape.idn, tm)
+        ops = _skin_ops(shape, tm)
+        self.baked = _skin_bakeable(ops, self.size)          # the skin strokes painted once, into `unpainted`
+        self.unpainted = (self.base[0].copy(), self.base[1].copy())
+        _paint_ops(Canvas(*self.unpainted), [ops[j] for j in self.baked])
+        boxes = [b for b in (_op_box(self.size, ops[j]) for j in self.baked) if b is not None] or [(0, 0, 0, 0)]
+        self.skin_box = (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
+        self.stubble = beard_stubble(shape.idn, tm) if shape.idn.beard != 'none' else None
+        self.hair = hair_layer(shape.idn, tm)
+        self.img, self.spec = self.unpainted[0].copy(), self.unpainted[1].copy()
+        _paint_hair(self.img, self.spec, self.hair)          # outside the box a frame paints: unpainted, then hair
+        self.box = None
+
+    def paint(self, shape: FaceShape, tm: TexMap):
+        "Albedo and specular map of the frame of `shape` (views of buffers the next frame repaints)."
+        if shape.idn != self.idn or (tm.th, tm.tw) != self.size:
+            raise ValueError(f'HeadTexture.paint: made for {self.idn} at {self.size} texels, asked for {shape.idn} at {(tm.th, tm.tw)}')
+        ops = _skin_ops(shape, tm)
+        if set(self.baked) <= set(_skin_bakeable(ops, self.size)):   # those strokes are in `unpainted`: paint the others
+            cv = Canvas(self.img, self.spec, self.unpainted, self.box)
+            ops = [op for j, op in enumerate(ops) if j not in self.baked]
+        else:                                                # from the bare skin, every stroke in its order
+            b, k = self.box or self.skin_box, self.skin_box
+            cv = Canvas(self.img, self.spec, self.base, (min(b[0], k[0]), max(b[1], k[1]), min(b[2], k[2]), max(b[3], k[3])))
+        _paint_features(cv, shape, tm, self.stubble, ops)
+        if cv.box is not None: _paint_hair(self.img, self.spec, self.hair, cv.box)
+        self.box = cv.box
+        return self.img, self.spec
 
 # %% ../../nbs/04_faces/01_render.ipynb #0d784c2f
 def flat_texture(color, rng, size: int = 64, amp: float = 0.06, stripes: bool = False) -> np.ndarray:
@@ -436,14 +566,18 @@ _TO_LINEAR = ((np.arange(256) / 255.0) ** 2.2).astype(np.float32)
 _TO_SRGB = ((np.arange(1024) / 1023.0) ** (1 / 2.2) * 255).astype(np.float32)
 
 # %% ../../nbs/04_faces/01_render.ipynb #9b2b7034
-def _mesh_pixels(P_cam, N_cam, tris, cam: Camera, hw, cull: bool = True):
-    "Rasterise a camera-frame mesh: pixels, triangles, weights, depth and unit normals (flipped to face the camera if two-sided)."
+def _mesh_pixels(P_cam, tris, cam: Camera, hw, cull: bool = True):
+    "Rasterise a camera-frame mesh: pixels, triangles, weights and camera-frame points (K, 3) of the covered pixels."
     pix, tri, w = rasterize(cam.project(P_cam), P_cam[:, 2], tris, hw, cull=cull)
-    pc = np.einsum('kv,kvc->kc', w, P_cam[tris[tri]])
+    return pix, tri, w, np.einsum('kv,kvc->kc', w, P_cam[tris[tri]])
+
+# %% ../../nbs/04_faces/01_render.ipynb #2a8d6e5f
+def _mesh_normals(N_cam, tris, tri, w, pc, cull: bool = True):
+    "Unit normals of the pixels (triangles `tri`, weights `w`, points `pc`) of a mesh, flipped to face the camera if two-sided (not `cull`)."
     n = np.einsum('kv,kvc->kc', w, N_cam[tris[tri]])
     n /= np.maximum(np.sqrt(np.einsum('kc,kc->k', n, n)), 1e-9)[:, None]
     if not cull: n *= np.where(np.einsum('ij,ij->i', n, pc) > 0, -1.0, 1.0)[:, None]
-    return pix, tri, w, pc[:, 2], n
+    return n
 
 # %% ../../nbs/04_faces/01_render.ipynb #7512d16b
 def tex_sample(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -458,67 +592,125 @@ def tex_sample(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
                     borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(rows * cols, C)[:K]
 
+# %% ../../nbs/04_faces/01_render.ipynb #7f3b2c8e
+class IdentityParts:
+    """What the frames of one identity share at one texture density: the head texture (`HeadTexture`) and the meshes,
+    normals and textures of ears, neck, torso and long hair, none of which moves with the expression."""
+    def __init__(self, shape: FaceShape, tm: TexMap):
+        idn = shape.idn
+        self.idn, self.tpc = replace(idn), tm.tpc             # a copy: what the parts were made for
+        self.texture: Optional[HeadTexture] = None            # made by the first `paint_texture`
+        self.ear_tex = ear_texture(idn)
+        self.ears = []                                       # (points, normals, texture coordinates, triangles) per side
+        for side in (-1, 1):
+            Pe, UVe = ear_mesh(shape, side)
+            self.ears.append((Pe.reshape(-1, 3), grid_normals(Pe).reshape(-1, 3), UVe.reshape(-1, 2), grid_triangles(*Pe.shape[:2])))
+        Pn, Nn, wn, UVn = neck_mesh(shape)
+        self.neck = (Pn.reshape(-1, 3), Nn.reshape(-1, 3), wn.reshape(-1, 1), UVn.reshape(-1, 2), grid_triangles(*Pn.shape[:2]))
+        self.neck_tex = flat_texture(np.asarray(idn.skin, np.float32) * 0.95, identity_rng(idn, 7), size=80, amp=0.03)
+        Pt, Nt, UVt = torso_mesh(shape)
+        self.torso = (Pt.reshape(-1, 3), Nt.reshape(-1, 3), UVt.reshape(-1, 2), grid_triangles(*Pt.shape[:2]))
+        crng = identity_rng(idn, 8)
+        self.cloth = flat_texture(np.asarray(idn.cloth_color, np.float32), crng, size=120, stripes=crng.random() < 0.3)
+        self.hair = None
+        if idn.hair_style == 'long':
+            Ph, Nh, UVh = long_hair_mesh(shape)
+            self.hair = (Ph.reshape(-1, 3), Nh.reshape(-1, 3), UVh.reshape(-1, 2), grid_triangles(*Ph.shape[:2]),
+                         hair_texture(idn, identity_rng(idn, 9)))
+
+    def paint_texture(self, shape: FaceShape, tm: TexMap):
+        "The head texture of the frame of `shape` (`HeadTexture.paint`)."
+        if self.texture is None: self.texture = HeadTexture(shape, tm)
+        return self.texture.paint(shape, tm)
+
+    def fits(self, shape: FaceShape, tm: TexMap) -> bool:
+        "Whether these parts are those of the identity of `shape` at the texture density of `tm`."
+        return shape.idn == self.idn and tm.tpc == self.tpc
+
+# %% ../../nbs/04_faces/01_render.ipynb #4d9c1a6b
+class RenderCache:
+    "The `IdentityParts` of the last identity rendered, reused while frames keep its identity and texture density (a clip)."
+    def __init__(self): self.current: Optional[IdentityParts] = None
+
+    def parts(self, shape: FaceShape, tm: TexMap) -> IdentityParts:
+        "The parts for `shape` at `tm`: the last ones if they fit, else new ones."
+        if self.current is None or not self.current.fits(shape, tm): self.current = IdentityParts(shape, tm)
+        return self.current
+
 # %% ../../nbs/04_faces/01_render.ipynb #0b7c49dc
 def render_head(shape: FaceShape, pose: Pose, light: Light, cam: Camera, hw, background: np.ndarray,
-                tpc: Optional[float] = None) -> HeadRender:
-    "Render head, ears, neck, torso (and long hair) of `shape` over `background` (H, W, 3) uint8 RGB."
+                tpc: Optional[float] = None, cache: Optional[RenderCache] = None,
+                landmarks_cam: Optional[np.ndarray] = None) -> HeadRender:
+    """Render head, ears, neck, torso (and long hair) of `shape` over `background` (H, W, 3) uint8 RGB. `cache` keeps
+    what the identity's frames share (pass one per clip); `landmarks_cam`: `project_landmarks`'s camera-frame points if known."""
     H, W = hw
-    idn = shape.idn
     R = rotation_matrix(pose.yaw, pose.pitch, pose.roll)
     Rb = rotation_matrix(0.3 * pose.yaw, 0.2 * pose.pitch, 0.3 * pose.roll)          # the body turns less
     T = np.array([0.0, 0.0, pose.distance])
-    lm2, lmc = project_landmarks(shape, R, T, cam)
+    lmc = project_landmarks(shape, R, T, cam)[1] if landmarks_cam is None else landmarks_cam
     px_per_cm = cam.f / pose.distance
     tm = TexMap(shape, float(np.clip(1.15 * px_per_cm, 5, 14)) if tpc is None else tpc)
-    tex, spec = paint_head_texture(shape, tm)
-    objs = []                                                # (pixels, depth, albedo, normal, specular, is_face)
+    parts = IdentityParts(shape, tm) if cache is None else cache.parts(shape, tm)
+    tex, spec = paint_head_texture(shape, tm) if cache is None else parts.paint_texture(shape, tm)
+    objs = []             # (pixels, depth, attributes of some of the pixels -> (albedo, normal, specular), is_face)
     P, N, TH, Y = head_mesh(shape, px_per_cm / 2.8)
-    tris = grid_triangles(*P.shape[:2])
-    pix, tri, w, z, n = _mesh_pixels(P.reshape(-1, 3) @ R.T + T, N.reshape(-1, 3) @ R.T, tris, cam, hw)
-    uv = np.einsum('kv,kvc->kc', w, tm.from_theta(TH, Y).reshape(-1, 2)[tris[tri]])
-    objs.append((pix, z, tex_sample(tex, uv), n, tex_sample(spec, uv)[:, 0], True))
-    et = ear_texture(idn)
-    for side in (-1, 1):
-        Pe, UVe = ear_mesh(shape, side)
-        tr = grid_triangles(*Pe.shape[:2])
-        pix, tri, w, z, n = _mesh_pixels(Pe.reshape(-1, 3) @ R.T + T, grid_normals(Pe).reshape(-1, 3) @ R.T, tr, cam, hw, cull=False)
-        uv = np.einsum('kv,kvc->kc', w, UVe.reshape(-1, 2)[tr[tri]]) * [31, 63]
-        objs.append((pix, z, tex_sample(et, uv), n, np.full(len(pix), 0.1, np.float32), True))
-    Pn, Nn, wn, UVn = neck_mesh(shape)
-    Pn2, wn2 = Pn.reshape(-1, 3), wn.reshape(-1, 1)
+    tris, uvh = grid_triangles(*P.shape[:2]), tm.from_theta(TH, Y).reshape(-1, 2)
+    Nc = N.reshape(-1, 3) @ R.T
+    pix, tri, w, pc = _mesh_pixels(P.reshape(-1, 3) @ R.T + T, tris, cam, hw)
+    def head(k, tri=tri, w=w, pc=pc):
+        uv = np.einsum('kv,kvc->kc', w[k], uvh[tris[tri[k]]])
+        return tex_sample(tex, uv), _mesh_normals(Nc, tris, tri[k], w[k], pc[k]), tex_sample(spec, uv)[:, 0]
+    objs.append((pix, pc[:, 2], head, True))
+    for Pe, Ne, UVe, tr in parts.ears:
+        Nc_e = Ne @ R.T
+        pix, tri, w, pc = _mesh_pixels(Pe @ R.T + T, tr, cam, hw, cull=False)
+        def ear(k, tri=tri, w=w, pc=pc, UVe=UVe, tr=tr, Nc_e=Nc_e):
+            uv = np.einsum('kv,kvc->kc', w[k], UVe[tr[tri[k]]]) * [31, 63]
+            return tex_sample(parts.ear_tex, uv), _mesh_normals(Nc_e, tr, tri[k], w[k], pc[k], cull=False), np.full(len(k), 0.1, np.float32)
+        objs.append((pix, pc[:, 2], ear, True))
+    Pn2, Nn2, wn2, UVn, tr = parts.neck
     Pc = wn2 * (Pn2 @ R.T) + (1 - wn2) * (Pn2 @ Rb.T) + T
-    Nc = wn2 * (Nn.reshape(-1, 3) @ R.T) + (1 - wn2) * (Nn.reshape(-1, 3) @ Rb.T)
-    tr = grid_triangles(*Pn.shape[:2])
-    pix, tri, w, z, n = _mesh_pixels(Pc, Nc, tr, cam, hw)
-    uv = np.einsum('kv,kvc->kc', w, UVn.reshape(-1, 2)[tr[tri]])
-    shadow = 0.55 + 0.45 * smoothstep(3.0, 15.0, np.einsum('kv,kv->k', w, Pn2[tr[tri], 1]))   # under the jaw
-    skin_t = flat_texture(np.asarray(idn.skin, np.float32) * 0.95, identity_rng(idn, 7), size=80, amp=0.03)
-    objs.append((pix, z, tex_sample(skin_t, uv % 79) * shadow[:, None], n, np.full(len(pix), 0.08, np.float32), False))
-    Pt, Nt, UVt = torso_mesh(shape)
-    tr = grid_triangles(*Pt.shape[:2])
-    pix, tri, w, z, n = _mesh_pixels(Pt.reshape(-1, 3) @ Rb.T + T, Nt.reshape(-1, 3) @ Rb.T, tr, cam, hw)
-    crng = identity_rng(idn, 8)
-    cloth = flat_texture(np.asarray(idn.cloth_color, np.float32), crng, size=120, stripes=crng.random() < 0.3)
-    uv = np.einsum('kv,kvc->kc', w, UVt.reshape(-1, 2)[tr[tri]])
-    objs.append((pix, z, tex_sample(cloth, uv % 119), n, np.full(len(pix), 0.05, np.float32), False))
-    if idn.hair_style == 'long':
-        Ph, Nh, UVh = long_hair_mesh(shape)
-        tr = grid_triangles(*Ph.shape[:2])
-        pix, tri, w, z, n = _mesh_pixels(Ph.reshape(-1, 3) @ R.T + T, Nh.reshape(-1, 3) @ R.T, tr, cam, hw, cull=False)
-        uv = np.einsum('kv,kvc->kc', w, UVh.reshape(-1, 2)[tr[tri]]) % 95
-        objs.append((pix, z, tex_sample(hair_texture(idn, identity_rng(idn, 9)), uv), n, np.full(len(pix), 0.12, np.float32), True))
-    # merge by depth
+    Nc_n = wn2 * (Nn2 @ R.T) + (1 - wn2) * (Nn2 @ Rb.T)
+    pix, tri, w, pc = _mesh_pixels(Pc, tr, cam, hw)
+    def neck(k, tri=tri, w=w, pc=pc):
+        uv = np.einsum('kv,kvc->kc', w[k], UVn[tr[tri[k]]])
+        shadow = 0.55 + 0.45 * smoothstep(3.0, 15.0, np.einsum('kv,kv->k', w[k], Pn2[tr[tri[k]], 1]))   # under the jaw
+        return (tex_sample(parts.neck_tex, uv % 79) * shadow[:, None], _mesh_normals(Nc_n, tr, tri[k], w[k], pc[k]),
+                np.full(len(k), 0.08, np.float32))
+    objs.append((pix, pc[:, 2], neck, False))
+    Pt, Nt, UVt, trt = parts.torso
+    Nc_t = Nt @ Rb.T
+    pix, tri, w, pc = _mesh_pixels(Pt @ Rb.T + T, trt, cam, hw)
+    def torso(k, tri=tri, w=w, pc=pc):
+        uv = np.einsum('kv,kvc->kc', w[k], UVt[trt[tri[k]]])
+        return tex_sample(parts.cloth, uv % 119), _mesh_normals(Nc_t, trt, tri[k], w[k], pc[k]), np.full(len(k), 0.05, np.float32)
+    objs.append((pix, pc[:, 2], torso, False))
+    if parts.hair is not None:
+        Ph, Nh, UVh, trh, htex = parts.hair
+        Nc_h = Nh @ R.T
+        pix, tri, w, pc = _mesh_pixels(Ph @ R.T + T, trh, cam, hw, cull=False)
+        def hair(k, tri=tri, w=w, pc=pc):
+            uv = np.einsum('kv,kvc->kc', w[k], UVh[trh[tri[k]]]) % 95
+            return tex_sample(htex, uv), _mesh_normals(Nc_h, trh, tri[k], w[k], pc[k], cull=False), np.full(len(k), 0.12, np.float32)
+        objs.append((pix, pc[:, 2], hair, True))
+    # merge by depth: the nearest object per pixel (the first of equals); attributes only for the pixels it wins
     zbuf = np.full(H * W, np.inf, np.float32)
-    alb, nrm = np.zeros((H * W, 3), np.float32), np.zeros((H * W, 3), np.float32)
-    sw, face = np.zeros(H * W, np.float32), np.zeros(H * W, bool)
-    for pix, z, a, n, s, is_face in objs:
+    owner, entry = np.full(H * W, -1, np.int32), np.zeros(H * W, np.int64)
+    for i, (pix, z, _, _) in enumerate(objs):
         near = z < zbuf[pix]
         p = pix[near]
-        zbuf[p], alb[p], nrm[p], sw[p], face[p] = z[near], a[near], n[near], s[near], is_face
+        zbuf[p], owner[p], entry[p] = z[near], i, np.flatnonzero(near)
     m = np.isfinite(zbuf)
     idx = np.flatnonzero(m)
+    alb, nrm = np.zeros((len(idx), 3), np.float32), np.zeros((len(idx), 3), np.float32)
+    sw, face = np.zeros(len(idx), np.float32), np.zeros(H * W, bool)
+    own = owner[idx]
+    for i, (_, _, attributes, is_face) in enumerate(objs):
+        j = np.flatnonzero(own == i)
+        alb[j], nrm[j], sw[j] = attributes(entry[idx[j]])
+        face[idx[j]] = is_face
     # shading in linear light
-    a, n = _TO_LINEAR[np.clip(alb[m], 0, 255).astype(np.uint8)], nrm[m]
+    a, n = _TO_LINEAR[np.clip(alb, 0, 255).astype(np.uint8)], nrm
     ldir = np.asarray(light.direction, np.float64); ldir /= np.linalg.norm(ldir)
     fdir = np.array([-ldir[0], 0.3, -0.8]); fdir /= np.linalg.norm(fdir)
     wrap = 0.25
@@ -531,7 +723,7 @@ def render_head(shape: FaceShape, pose: Pose, light: Light, cam: Camera, hw, bac
     v = -ray / np.sqrt(np.einsum('ij,ij->i', ray, ray))[:, None]
     h = ldir[None] + v
     h /= np.sqrt(np.einsum('ij,ij->i', h, h))[:, None]
-    col = col + (np.clip(np.einsum('ij,ij->i', n, h), 0, 1) ** 24 * sw[m] * light.key * 1.2)[:, None] * np.asarray(light.key_color)
+    col = col + (np.clip(np.einsum('ij,ij->i', n, h), 0, 1) ** 24 * sw * light.key * 1.2)[:, None] * np.asarray(light.key_color)
     out = background.reshape(-1, 3).astype(np.float32)
     out[m] = _TO_SRGB[(np.clip(col, 0, 1) * 1023 + 0.5).astype(np.int32)]
     out = out.reshape(H, W, 3)
@@ -539,4 +731,4 @@ def render_head(shape: FaceShape, pose: Pose, light: Light, cam: Camera, hw, bac
     k3 = np.ones((3, 3), np.uint8)
     edge = cv2.dilate(mm, k3) != cv2.erode(mm, k3)
     out[edge] = cv2.GaussianBlur(out, (3, 3), 0.7)[edge]
-    return HeadRender(np.clip(out + 0.5, 0, 255).astype(np.uint8), lm2, zbuf.reshape(H, W), face.reshape(H, W), lmc)
+    return HeadRender(np.clip(out + 0.5, 0, 255).astype(np.uint8), cam.project(lmc), zbuf.reshape(H, W), face.reshape(H, W), lmc)

@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .face import Camera, Expression, FaceShape, Identity, Pose, catmull_rom, place_camera
-from .render import Light, ellipse_pts, noise_field, render_head
+from .face import Camera, Expression, FaceShape, Identity, Pose, catmull_rom, place_landmarks
+from .render import Light, RenderCache, ellipse_pts, noise_field, render_head
 
 # %% auto #0
 __all__ = ['OCCLUDER_KINDS', 'SKIN_TONES', 'HAIR_COLORS', 'IRIS_COLORS', 'LIPSTICKS', 'POSE_LIMITS', 'ATTRIBUTE_PROBS',
@@ -252,13 +252,14 @@ class Rendered:
     self_occluded: np.ndarray    # (98,) bool: hidden by the head itself (e.g. the far eye behind the nose)
 
 # %% ../../nbs/04_faces/02_scene.ipynb #5fdc2920
-def render_scene(scene: Scene, background: Optional[np.ndarray] = None) -> Rendered:
-    "Render a scene (the background is generated from `scene.background_seed` unless given)."
+def render_scene(scene: Scene, background: Optional[np.ndarray] = None, cache: Optional[RenderCache] = None) -> Rendered:
+    "Render a scene (the background is generated from `scene.background_seed` unless given; `cache`: see `render_head`)."
     H, W = scene.image_size
     shape = FaceShape(scene.identity, scene.expression)
-    cam, R, T = place_camera(shape, scene.pose, scene.face_centre, scene.face_size)
+    cam, R, T, _, lmc = place_landmarks(shape, scene.pose, scene.face_centre, scene.face_size)
     if background is None: background = render_background(np.random.default_rng(scene.background_seed), H, W)
-    out = render_head(shape, scene.pose, scene.light, cam, (H, W), background, tpc=scene.tex_density)
+    out = render_head(shape, scene.pose, scene.light, cam, (H, W), background, tpc=scene.tex_density, cache=cache,
+                      landmarks_cam=lmc)
     img, lm = out.image.astype(np.float32), out.landmarks
     alpha = np.zeros((H, W), np.float32)
     if scene.identity.glasses != 'none':

@@ -18,7 +18,8 @@ import numpy as np
 from ..core.assets import selection_record
 from ..data.formats import (WFLWRecord, WFLWVWriter, write_wflw_annotations, wflw_annotation_file, WFLW_IMAGES)
 from ..core.progress import tqdm_bar
-from .face import Expression, FaceShape, Pose, place_camera, project_landmarks, smoothstep
+from .face import Expression, FaceShape, Pose, place_landmarks, smoothstep
+from .render import RenderCache
 from .scene import ATTRIBUTE_PROBS, OCCLUDER_TARGETS, Occluder, Scene, draw_occluder, render_background, render_scene
 from .scene import sample_identity, sample_light, sample_occluder, sample_scene, scene_attributes
 
@@ -141,9 +142,7 @@ def blink_track(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
 # %% ../../nbs/04_faces/03_synth.ipynb #032788d0
 def landmarks_of(scene: Scene) -> np.ndarray:
     "The 98 landmarks (pixels) of a scene, without rendering it."
-    shape = FaceShape(scene.identity, scene.expression)
-    cam, R, T = place_camera(shape, scene.pose, scene.face_centre, scene.face_size)
-    return project_landmarks(shape, R, T, cam)[0]
+    return place_landmarks(FaceShape(scene.identity, scene.expression), scene.pose, scene.face_centre, scene.face_size)[3]
 
 # %% ../../nbs/04_faces/03_synth.ipynb #b02d52ca
 def occluder_coverage(occ: Occluder, lm: np.ndarray, image_size) -> float:
@@ -294,7 +293,8 @@ def render_clip(spec: ClipSpec, indices=None):
     def frames():
         H, W = spec.scenes[0].image_size
         bg = render_background(np.random.default_rng(spec.scenes[0].background_seed), H, W)
-        for i in idx: yield render_scene(spec.scenes[i], background=bg)
+        cache = RenderCache()                                  # the identity's textures and meshes, made once
+        for i in idx: yield render_scene(spec.scenes[i], background=bg, cache=cache)
     return frames()
 
 # %% ../../nbs/04_faces/03_synth.ipynb #3dcb6118

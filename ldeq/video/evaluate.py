@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch.nn as nn
 
-from ..core.metrics import video_nme, video_nmf
+from ..core.metrics import nmf_switch_split, video_nme, video_nmf
 from ..data.formats import (Coverage, DataFormatError, MissingVideosWarning, WFLWVItem, load_clip, warn_missing,
                                wflwv_coverage, wflwv_items)
 from ..data.videoio import VideoError, BoxTracking, as_box, read_frames
@@ -63,7 +63,8 @@ def _video_eval(method: str, subset: str, items, gts, results: list[TrackResult]
             raise VideoError(f'video {it.id!r}: predicted {r.landmarks.shape} but the ground truth {it.landmarks} is {gt.shape} '
                              '(frame count of the video and of its landmarks differ?)')
         rows.append(dict(id=it.id, frames=r.n_frames, nme=video_nme(r.landmarks, gt), nmf=video_nmf(r.landmarks, gt, pair_mean=nmf_mode),
-                         fps=r.fps, nfe=float(np.mean(r.nfe)), bootstrapped=int(r.bootstrapped.sum()), seconds=r.seconds))
+                         fps=r.fps, nfe=float(np.mean(r.nfe)), bootstrapped=int(r.bootstrapped.sum()), seconds=r.seconds,
+                         switch_share=nmf_switch_split(r.landmarks, gt).switch_share))      # the share of NMF² due to mode switches (issue 28)
     t = pd.DataFrame(rows)
     return VideoEval(method, subset, t, **video_means(t), predictions={it.id: r.landmarks for it, r in zip(items, results)} if keep else None,
                      coverage=coverage)

@@ -115,7 +115,7 @@ class Tracker:
     @property
     def label(self) -> str:
         "What tracks: the method (and filters) in words."
-        if self.onnx: base = f'RwR (k={self.model.k}, onnxruntime)'
+        if self.onnx: base = f'RwR (k={self.model.k}, onnxruntime {self.model.precision})'
         else:
             from ldeq.video.methods import method_label
             base = method_label(self.method)
