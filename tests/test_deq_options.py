@@ -19,17 +19,9 @@ from ldeq.models.checkpoint import load_checkpoint
 from ldeq.models.model import LDEQ
 from ldeq.training.train import LOG_COLUMNS, TrainConfig, read_log_csv, train
 
-from test_train import assert_same_weights, jitter, logged, sources
+from test_train import _keep_threads, assert_same_weights, jitter, logged, sources   # _keep_threads: the autouse fixture, shared
 
 f64 = torch.float64
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    "Runs may set torch's thread count (TrainConfig.threads): restore it after each test."
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 RUN = dict(model='ldeq', preset='tiny', solver_iters=4, epochs=2, batch_size=2, lr=3e-3, warmup_epochs=0.5, progress=False)

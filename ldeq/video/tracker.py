@@ -182,7 +182,7 @@ def _rows(self: Tracker, frames, boxes, name: str, keep_frames: bool) -> Iterato
     if self.onnx:
         from ldeq.video.onnx_track import onnx_track
         m, b = self.model, self.tracking.bootstrap_iters
-        for r in onnx_track(m, frames, self.box, self.detector, self.tracking, keep_frames=keep_frames):
+        for r in onnx_track(m, frames, self.box, self.detector, self.tracking, keep_frames=keep_frames, boxes=boxes):
             found = bool(np.isfinite(r.landmarks).all())
             yield TrackedFrame(r.t, nan, r.landmarks, r.box, found, nan, float(m.first_iters * (b + 1) if r.bootstrapped else m.k) if found else 0.0,
                                r.bootstrapped, None, r.frame)
