@@ -81,16 +81,7 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 
 def read_frames(path) -> Iterator[np.ndarray]:
     "Stream the frames of a video file, a camera index or a stream URL as RGB uint8 (H, W, 3) arrays, one at a time."
-    p, cap = _open(path)
-    try:
-        n = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None: break
-            n += 1
-            yield _rgb(frame)
-        if n == 0: raise VideoError(f'{p}: opened, but no frame could be decoded')
-    finally: cap.release()
+    yield from open_frames(path)[1]
 
 
 # %% ../../nbs/03_data/00_videoio.ipynb #d2a932e7
