@@ -11,7 +11,7 @@ Parts (`--parts`, default all, in this order; the limits are those of a GPU run,
 
 env         (15 s) GPU name and memory, torch / CUDA / cuDNN versions, torch.cuda.is_available(), TF32 settings, the ldeq
             version and git commit, and what this machine still needs beyond the README's set-up.
-data        (180 s) The synthetic benchmark of `ldeq.faces.synth.ensure_synthetic` (5,000 + 1,000 stills, 25 + 25 clips of a 200-clip pool; 105-135 s with 16 cores on the H200 machine) in the
+data        (180 s) The synthetic benchmark of `ldeq.faces.synth.ensure_synthetic` (5,000 + 1,000 stills and the main job's 25 + 25 clips, a spread quarter of the default 100 + 100 of a 400-clip pool; 105-135 s with 16 cores on the H200 machine for 25 + 25 clips of the earlier default) in the
             default cache (`$LDEQ_CACHE` or ~/.cache/ldeq), generated with every CPU core when it is missing, before
             the parts that need it (they would generate it with 2 workers). --quick: a tiny set under --out.
 inference   (30 s) The `paper` preset (random weights, eval): images/s of an inference forward with exactly 12 solver

@@ -118,16 +118,28 @@ def synthetic_root(plan: Plan, out: Path) -> Path:
     return default_synthetic_root() if plan.default_synthetic else out / 'synthetic'
 
 
+SPREAD_CLIPS = 25                      # the default set's videos here: the main job's quarter (25 + 25 of its 100 + 100)
+
+
+def _videos_root(plan: Plan, out: Path) -> Path:
+    "Where the plan's videos live: the main job's spread of the default set in its own cache, or the tiny set's."
+    from ldeq.faces.synth import default_synthetic_root
+    if not plan.default_synthetic: return synthetic_root(plan, out) / 'wflw_v'
+    return default_synthetic_root().with_name(f'{default_synthetic_root().name}-spread{SPREAD_CLIPS}') / 'wflw_v'
+
+
 def synthetic_ready(plan: Plan, out: Path) -> dict[str, bool]:
     "Whether the plan's synthetic stills and videos are complete (their marker files exist)."
     from ldeq.faces.synth import MARKER
-    root = synthetic_root(plan, out)
-    return dict(stills=(root / 'wflw' / MARKER).is_file(), videos=(root / 'wflw_v' / MARKER).is_file())
+    return dict(stills=(synthetic_root(plan, out) / 'wflw' / MARKER).is_file(), videos=(_videos_root(plan, out) / MARKER).is_file())
 
 
 def synthetic_paths(ctx: Ctx, parts: Sequence[str] = ('stills', 'videos')):
-    "The plan's synthetic set, generated with every core when missing (one core for the tiny set)."
-    from ldeq.faces.synth import SyntheticConfig, ensure_synthetic
+    "The plan's synthetic set, generated with every core when missing (one core for the tiny set); the default set's videos are the main job's spread."
+    from ldeq.faces.synth import SyntheticConfig, ensure_spread_videos, ensure_synthetic
     full = ctx.plan.default_synthetic
-    return ensure_synthetic(synthetic_root(ctx.plan, ctx.out), SyntheticConfig() if full else tiny_synthetic(), parts,
-                            workers=cpu_workers() if full else 1, progress=False)
+    if not full: return ensure_synthetic(synthetic_root(ctx.plan, ctx.out), tiny_synthetic(), parts, workers=1, progress=False)
+    paths = ensure_synthetic(synthetic_root(ctx.plan, ctx.out), SyntheticConfig(), [p for p in parts if p != 'videos'],
+                             workers=cpu_workers(), progress=False)
+    if 'videos' in parts: paths.wflw_v = ensure_spread_videos(SPREAD_CLIPS, workers=cpu_workers(), progress=False)
+    return paths

@@ -3,16 +3,16 @@
 WFLW-V layout (<out>/wflw_v). Deterministic from --seed; a part that already exists with the same settings is kept.
 
 Videos come one of two ways:
-- --pool N (the default, N = 200; the paper's way, WFLW-V sec. 5.2): a pool of N clips of every difficulty
+- --pool N (the default, N = 400; the paper's way, WFLW-V sec. 5.2): a pool of N clips of every difficulty
   (`ldeq.faces.synth.pool_clip_spec`), scored by the variance of an ensemble's predictions (`ldeq.video.selection`, default
   ensemble ldeq/assets/ensemble/), of which the --keep clips it disagrees on most become hard and the --keep it
-  disagrees on least easy (default 25 each, an eighth of the pool; --keep 0: a quarter, the paper's cut). The selection is written to <out>/wflw_v_selection.json (or
+  disagrees on least easy (default --keep 0: a quarter each, the paper's cut, 100 + 100 of 400). The selection is written to <out>/wflw_v_selection.json (or
   --selection PATH); an existing selection file made with the same settings is reused, and so is the selection
   recorded in the package (ldeq/assets/wflwv_selection_seed0.json) when the settings are its own (seed 0, the default
   pool and ensemble): then only the kept clips are rendered, and the result is the package's default set;
 - --pool 0: the generator's hard and easy clips (`ldeq.faces.synth.sample_clip`), --n-hard and --n-easy of them.
 
-A fresh held-out set in one command:  python data_scripts/make_synthetic.py --seed 1 --pool 200 --out /tmp/heldout"""
+A fresh held-out set in one command:  python data_scripts/make_synthetic.py --seed 1 --parts videos --out /tmp/heldout"""
 import argparse
 import sys
 import time
@@ -49,7 +49,7 @@ def selected_videos(a, out: Path):
 def main(argv=None) -> int:
     st, vi = StillsConfig(), VideosConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out', default=str(default_synthetic_root()), help='output root (default: $LDEQ_CACHE/synthetic-v2 or ~/.cache/ldeq/synthetic-v2)')
+    p.add_argument('--out', default=str(default_synthetic_root()), help=f'output root (default: $LDEQ_CACHE/{synth.SYNTHETIC_VERSION} or ~/.cache/ldeq/{synth.SYNTHETIC_VERSION})')
     p.add_argument('--seed', type=int, default=0, help='random seed of both parts (default 0)')
     p.add_argument('--parts', nargs='+', choices=['stills', 'videos'], default=['stills', 'videos'], help='what to generate')
     p.add_argument('--n-train', type=int, default=st.n_train, help=f'training stills (default {st.n_train})')
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     p.add_argument('--n-hard', type=int, default=vi.n_hard, help=f'hard clips without --pool (default {vi.n_hard})')
     p.add_argument('--n-easy', type=int, default=vi.n_easy, help=f'easy clips without --pool (default {vi.n_easy})')
     p.add_argument('--pool', type=int, default=PoolConfig().n_pool, help=f'pool size for the selection by ensemble disagreement (default {PoolConfig().n_pool}; 0: no pool, the generator\'s halves)')
-    p.add_argument('--keep', type=int, default=SelectionConfig().keep, help=f'clips kept per half from the pool (default {SelectionConfig().keep}, an eighth of the default pool; 0: a quarter, the paper\'s cut)')
+    p.add_argument('--keep', type=int, default=SelectionConfig().keep, help=f'clips kept per half from the pool (default {SelectionConfig().keep}: a quarter, the paper\'s cut)')
     p.add_argument('--score-every', type=int, default=4, help='score every k-th frame of a pool clip (default 4)')
     p.add_argument('--no-flip', action='store_true', help='no test-time flip in the ensemble')
     p.add_argument('--ensemble', nargs='+', help='ensemble checkpoints (default ldeq/assets/ensemble/v1_*.pt)')

@@ -83,7 +83,7 @@ def test_default_pool_uses_the_recorded_selection(tmp_path):
     from ldeq.faces.synth import recorded_selection
     spec = importlib.util.spec_from_file_location('make_synthetic', SCRIPTS / 'make_synthetic.py')
     ms = importlib.util.module_from_spec(spec); spec.loader.exec_module(ms)
-    a = argparse.Namespace(pool=200, frames=100, video_size=256, fps=25.0, seed=0, keep=25, score_every=4, no_flip=False,
+    a = argparse.Namespace(pool=400, frames=100, video_size=256, fps=25.0, seed=0, keep=0, score_every=4, no_flip=False,
                            selection=None, ensemble=None, workers=1, no_progress=True)
     assert ms.selected_videos(a, tmp_path) == recorded_selection()
     assert not (tmp_path / 'wflw_v_selection.json').exists()                   # nothing scored, nothing written

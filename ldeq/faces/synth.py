@@ -30,7 +30,7 @@ __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_
            'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip',
            'PoolConfig', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec',
            'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root',
-           'one_half', 'ensure_synthetic', 'ensure_quick_videos']
+           'one_half', 'ensure_synthetic', 'ensure_quick_videos', 'ensure_spread_videos']
 
 # %% ../../nbs/04_faces/03_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -371,7 +371,7 @@ def sample_pool_clip(rng: np.random.Generator, clip_id: str, difficulty: float, 
 @dataclass
 class PoolConfig:
     "Size of a pool of clips spread over difficulty [0, 1]."
-    n_pool: int = 200
+    n_pool: int = 400
     n_frames: int = 100
     image_size: int = 256
     fps: float = 25.0
@@ -419,6 +419,12 @@ class SelectedVideosConfig:
         "The first `n` kept clips of each half (a recorded selection lists them most extreme first)."
         if n < 1: raise ValueError(f'SelectedVideosConfig.head: n must be >= 1, got {n}')
         return SelectedVideosConfig(self.pool, self.hard[:n], self.easy[:n])
+
+    def spread(self, n: int) -> 'SelectedVideosConfig':
+        "`n` kept clips of each half spread evenly along its ranking (positions round(linspace(0, len − 1, n)))."
+        if n < 1: raise ValueError(f'SelectedVideosConfig.spread: n must be >= 1, got {n}')
+        pick = lambda h: tuple(h[i] for i in sorted(set(np.linspace(0, len(h) - 1, min(n, len(h))).round().astype(int)))) if h else ()
+        return SelectedVideosConfig(self.pool, pick(self.hard), pick(self.easy))
 
 # %% ../../nbs/04_faces/03_synth.ipynb #6666ef86
 def video_ids(cfg: VideosConfig | SelectedVideosConfig) -> tuple[list[str], list[str]]:
@@ -469,7 +475,7 @@ def recorded_selection(path=None) -> SelectedVideosConfig:
     return SelectedVideosConfig(PoolConfig(**d['config']['pool']), tuple(d['hard']), tuple(d['easy']))
 
 # %% ../../nbs/04_faces/03_synth.ipynb #2e369322
-SYNTHETIC_VERSION = 'synthetic-v2'   # v2: the default videos are the recorded selection of the pool
+SYNTHETIC_VERSION = 'synthetic-v3'   # v2: the default videos are the recorded selection of the pool; v3: 100 + 100 of 400
 MARKER = '.ldeq_synthetic.json'
 
 # %% ../../nbs/04_faces/03_synth.ipynb #bb61191a
@@ -567,4 +573,10 @@ def ensure_quick_videos(n: int = 2, root=None, workers: int = 2, progress: bool 
     "The WFLW-V folder of the first `n` hard and easy clips of the default video set, in a cache of their own."
     root = Path(root) if root is not None else default_synthetic_root().with_name(f'{SYNTHETIC_VERSION}-quick{int(n)}')
     return ensure_synthetic(root, SyntheticConfig(videos=recorded_selection().head(n)), parts=['videos'],
+                            workers=workers, progress=progress).wflw_v
+
+def ensure_spread_videos(n: int, parts: Sequence[str] = ('videos',), root=None, workers: int = 2, progress: bool = True) -> Path:
+    "The WFLW-V folder of `n` clips per half spread along the default set's ranking (`SelectedVideosConfig.spread`), in a cache of their own."
+    root = Path(root) if root is not None else default_synthetic_root().with_name(f'{SYNTHETIC_VERSION}-spread{int(n)}')
+    return ensure_synthetic(root, SyntheticConfig(videos=recorded_selection().spread(n)), parts=parts,
                             workers=workers, progress=progress).wflw_v

@@ -21,7 +21,7 @@ from ..core.assets import DEMO_FILES, demo_checkpoints
 from ..models.model import LDEQ
 from ..models.baselines import n_parameters
 from ..training.train import FirstN, predict
-from ..core.metrics import nme, ced, failure_rate, auc, flicker_per_pair, nmf_split
+from ..core.metrics import nme, ced, failure_rate, auc, flicker_per_pair, nmf_split, nmf_switch_split
 from ..core.wflw import ATTRIBUTES, VIDEO_SUBSETS
 from ..data.formats import open_stills, detect_layout, load_clip
 from ..data.videoio import video_info
@@ -33,12 +33,12 @@ from ..video.evaluate import evaluate_methods, video_means, paired_change
 from ..core.progress import stage
 
 # %% auto #0
-__all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DATASETS', 'SUBSET_COLUMNS', 'ParamError', 'PaperConfig', 'load_named_model', 'Setup',
-           'resolve_checkpoints', 'prepare', 'describe', 'stills_nmes', 'table1', 'table2', 'subset_counts',
-           'table1_claim', 'video_methods', 'video_results', 'best_ema', 'table3', 'table3_changes',
-           'rwr_vs_ema_curves', 'Claim', 'paper_claims', 'check_claims', 'write_table', 'save_figure', 'plot_fig1',
-           'flickery_landmark', 'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'nmf_split_table',
-           'plot_nmf_split', 'plot_learning_curves']
+__all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DATASETS', 'SUBSET_COLUMNS', 'RUN_SEP', 'ParamError', 'PaperConfig', 'load_named_model',
+           'Setup', 'resolve_checkpoints', 'prepare', 'describe', 'stills_nmes', 'table1', 'table2', 'subset_counts',
+           'table1_claim', 'video_methods', 'video_results', 'save_runs', 'load_runs', 'best_ema', 'table3',
+           'table3_changes', 'rwr_vs_ema_curves', 'Claim', 'paper_claims', 'check_claims', 'write_table', 'save_figure',
+           'plot_fig1', 'flickery_landmark', 'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'flicker_table',
+           'nmf_split_table', 'plot_nmf_split', 'switch_summary', 'plot_switches', 'plot_learning_curves']
 
 # %% ../../nbs/07_paper/00_results.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -68,6 +68,7 @@ class PaperConfig:
     rwr_k: int = 2                        # RwR's cap of f-evaluations per frame (paper: 2)
     alpha: float | None = None            # eq. 8's α for the exact RwR row (None: no such row; its L-BFGS per frame is slow on CPU)
     exact_iters: int = 5                  # L-BFGS iterations per frame of the exact eq. 8 solve
+    clips: int = 0                        # synthetic default set only: clips per half, spread over its ranking (0: all 100)
     progress: bool = True
 
     def __post_init__(self): self.validate()
@@ -93,7 +94,7 @@ class PaperConfig:
         if not (self.device == 'auto' or self.device == 'cpu' or self.device.startswith('cuda')):
             raise _param('device', self.device, "use 'cpu', 'cuda', 'cuda:N' or 'auto'")
         if self.device.startswith('cuda') and not torch.cuda.is_available(): raise _param('device', self.device, 'CUDA is not available on this machine')
-        for name, lo in (('batch_size', 1), ('rwr_k', 1), ('exact_iters', 1)):
+        for name, lo in (('batch_size', 1), ('rwr_k', 1), ('exact_iters', 1), ('clips', 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise _param(name, v, f'expected an int >= {lo}')
         if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha < math.inf):
@@ -158,14 +159,15 @@ def prepare(cfg: PaperConfig, stills: bool = True, videos: bool = True) -> Setup
     stills_root, video_root = (Path(cfg.data_root).expanduser() if cfg.data_root else None,
                                Path(cfg.video_root).expanduser() if cfg.video_root else None)
     if cfg.dataset == 'synthetic' and ((stills and stills_root is None) or (videos and video_root is None)):
-        from ldeq.faces.synth import ensure_synthetic, ensure_quick_videos
+        from ldeq.faces.synth import ensure_synthetic, ensure_quick_videos, ensure_spread_videos
         vparts = {'full': 'videos', 'hard': 'hard_videos', 'easy': 'easy_videos'}[cfg.subset]   # only the clips the run needs
         parts = [p for p, need, have in (('test_stills', stills, stills_root), (vparts, videos, video_root)) if need and have is None]
-        quick_videos = cfg.quick and vparts in parts          # quick: only the clips it looks at, in a cache of their own
+        own = vparts in parts and (cfg.quick or cfg.clips > 0)     # quick, or a spread: only its clips, in a cache of their own
         t = time.perf_counter()
         if cfg.progress: stage(f"synthetic benchmark: {' and '.join(parts)} (generated once into the cache; minutes on a first run)")
-        syn = ensure_synthetic(parts=[p for p in parts if not (quick_videos and p == vparts)], progress=cfg.progress)
-        if quick_videos: video_root = ensure_quick_videos(cfg.limits['videos'], progress=cfg.progress)
+        syn = ensure_synthetic(parts=[p for p in parts if not (own and p == vparts)], progress=cfg.progress)
+        if own and cfg.quick: video_root = ensure_quick_videos(cfg.limits['videos'], progress=cfg.progress)
+        elif own: video_root = ensure_spread_videos(cfg.clips, [vparts], progress=cfg.progress)
         if cfg.progress: stage(f'synthetic benchmark ready ({time.perf_counter() - t:.0f} s)')
         stills_root, video_root = stills_root or (syn.wflw if stills else None), video_root or (syn.wflw_v if videos else None)
     if stills:
@@ -276,8 +278,8 @@ def video_methods(kind: str, ema: Sequence[float | EMA], rwr_k: int = 2, alpha: 
 # %% ../../nbs/07_paper/00_results.ipynb #2679bd5d
 def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema: Sequence[float] = (0.5,), rwr_k: int = 2,
                   alpha: float | None = 1.0, exact_iters: int = 5, batch_size: int = 4, limit: int | None = None,
-                  progress: bool = True, per_video: bool = False):
-    "Long table (model, method, subset, videos, frames, nme, nmf, fps, nfe) of every model and method on a WFLW-V subset; with `per_video`, also each video's NME and NMF."
+                  progress: bool = True, per_video: bool = False, runs: dict | None = None):
+    "Long table (model, method, subset, videos, frames, nme, nmf, fps, nfe) of every model and method on a WFLW-V subset; with `per_video`, also each video's NME and NMF; a `runs` dict receives the tracked trajectories."
     if subset not in VIDEO_SUBSETS: raise _param('subset', subset, f'choose from {VIDEO_SUBSETS}')
     parts = ('hard', 'easy') if subset == 'full' else (subset,)
     rows, pv = [], []
@@ -286,7 +288,11 @@ def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema:
         evals = {}
         for s in parts:
             if progress: stage(f'{_label(kind)} on the {s} videos: {len(methods)} methods')
-            _, evals[s] = evaluate_methods(model, root, s, methods, batch_size=batch_size, limit=limit, progress=progress)
+            _, evals[s] = evaluate_methods(model, root, s, methods, batch_size=batch_size, limit=limit, progress=progress,
+                                           keep_predictions=runs is not None)
+            if runs is not None:                  # the tracked runs only (a filter is its frame-by-frame run, smoothed)
+                runs.update({(_label(kind), method_label(m), s): evals[s][method_label(m)].predictions for m in map(parse_method, methods) if not m.offline})
+                for ev in evals[s].values(): ev.predictions = None
         for m in methods:
             lab = method_label(m)
             for s in parts:
@@ -299,6 +305,29 @@ def video_results(models: dict[str, nn.Module], root, subset: str = 'hard', ema:
     pv = pd.concat(pv, ignore_index=True)
     if subset == 'full': pv = pd.concat([pv, pv.assign(subset='full')], ignore_index=True)     # full = the hard and easy videos
     return long, pv[['model', 'method', 'subset', 'id', 'nme', 'nmf']]
+
+# %% ../../nbs/07_paper/00_results.ipynb #8eaa31c2
+RUN_SEP = '|'
+
+def save_runs(path, runs: dict) -> Path:
+    "Write trajectories {(model, method, subset): {video id: (T, L, 2)}} to one .npz, float32, keys 'model|method|subset|id'."
+    flat = {}
+    for key, preds in runs.items():
+        bad = [k for k in (*key, *preds) if RUN_SEP in str(k)]
+        if bad: raise ValueError(f'save_runs: {RUN_SEP!r} in a run key or video id: {bad[:3]}')
+        flat |= {RUN_SEP.join((*key, vid)): np.asarray(p, np.float32) for vid, p in preds.items()}
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **flat)
+    return path
+
+def load_runs(path) -> dict:
+    "Read `save_runs`' file back: {(model, method, subset): {video id: (T, L, 2) float32}}, in the order written."
+    out: dict = {}
+    with np.load(path) as z:
+        for k in z.files:
+            model, method, subset, vid = k.split(RUN_SEP)
+            out.setdefault((model, method, subset), {})[vid] = z[k]
+    return out
 
 # %% ../../nbs/07_paper/00_results.ipynb #88d690be
 def best_ema(long: pd.DataFrame, model: str, subset: str, nme_tol: float = 0.01) -> str | None:
@@ -539,34 +568,82 @@ def plot_ced(nmes: dict[str, dict[str, np.ndarray]], ax=None, subset: str = 'ful
     return ax
 
 # %% ../../nbs/07_paper/00_results.ipynb #97395f89
+def flicker_table(runs: dict, root, cutoff_hz: float = 2.5) -> pd.DataFrame:
+    "Per run (model, method, subset) and video: NMF, its low-pass split (`nmf_split`) and its switch split (`nmf_switch_split`)."
+    rows, gts = [], {}
+    for (model, method, s), preds in runs.items():
+        for vid, pred in preds.items():
+            if vid not in gts:
+                clip = load_clip(root, vid, check_count=False)
+                gts[vid] = (clip.landmarks, video_info(clip.video).fps)
+            gt, fps = gts[vid]
+            sp, sw = nmf_split(pred, gt, fps, cutoff_hz), nmf_switch_split(pred, gt)
+            rows.append(dict(model=model, method=method, subset=s, id=vid, nmf=sp.nmf, flicker=sp.flicker, jitter=sp.jitter,
+                             jitter_share=sp.jitter_share, jitter_direct=sp.high, cross_share=sp.cross_share,
+                             switch=sw.switch, steady=sw.steady, switch_share=sw.switch_share, switch_rate=sw.rate))
+    return pd.DataFrame(rows)
+
 def nmf_split_table(models: dict[str, nn.Module], root, subsets: Sequence[str] = ('hard', 'easy'), cutoff_hz: float = 2.5,
                     batch_size: int = 4, limit: int | None = None, progress: bool = True) -> pd.DataFrame:
-    "Per model, subset and video: the frame-by-frame NMF and its flicker and jitter parts (`ldeq.core.metrics.nmf_split`)."
-    rows = []
+    "`flicker_table` of each model's frame-by-frame run, tracked here (pass the runs of a tables run to `flicker_table` instead)."
+    runs = {}
     for kind, model in models.items():
         for s in subsets:
             if progress: stage(f'{_label(kind)} on the {s} videos: flicker and jitter')
             _, ev = evaluate_methods(model, root, s, ['frame-by-frame'], batch_size=batch_size, limit=limit,
                                      keep_predictions=True, progress=progress)
-            for vid, pred in ev['frame-by-frame'].predictions.items():
-                clip = load_clip(root, vid, check_count=False)
-                sp = nmf_split(pred, clip.landmarks, video_info(clip.video).fps, cutoff_hz)
-                rows.append(dict(model=_label(kind), subset=s, id=vid, nmf=sp.nmf, flicker=sp.flicker, jitter=sp.jitter,
-                                 jitter_share=sp.jitter_share, jitter_direct=sp.high, cross_share=sp.cross_share))
-    return pd.DataFrame(rows)
+            runs[(_label(kind), 'frame-by-frame', s)] = ev['frame-by-frame'].predictions
+    return flicker_table(runs, root, cutoff_hz)
 
 # %% ../../nbs/07_paper/00_results.ipynb #6012162b
+def _run_groups(table: pd.DataFrame) -> tuple[list, list[str]]:
+    "The grouping keys of a flicker table (model, method when it has several, subset) and a bar label per group."
+    keys = ['model', 'method', 'subset'] if 'method' in table and table['method'].nunique() > 1 else ['model', 'subset']
+    g = table.groupby(keys, sort=False).size().index
+    return keys, ['\n'.join(str(v) for v in (k if isinstance(k, tuple) else (k,))) for k in g]
+
 def plot_nmf_split(table: pd.DataFrame, ax=None):
-    "Per model and subset: the mean NMF² over videos as stacked flicker² and jitter², the jitter share on top."
+    "Per model (method) and subset: the mean NMF² over videos as stacked flicker² and jitter², the jitter share on top."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.8))
-    g = table.assign(f2=table['flicker'] ** 2, j2=table['jitter'] ** 2).groupby(['model', 'subset'], sort=False)[['f2', 'j2']].mean()
-    x, labels = np.arange(len(g)), [f'{m}\n{s}' for m, s in g.index]
+    keys, labels = _run_groups(table)
+    g = table.assign(f2=table['flicker'] ** 2, j2=table['jitter'] ** 2).groupby(keys, sort=False)[['f2', 'j2']].mean()
+    x = np.arange(len(g))
     ax.bar(x, g['f2'], label='flicker² (low-passed error)', color='C3')
     ax.bar(x, g['j2'], bottom=g['f2'], label='jitter² (what the low-pass removes)', color='C0', alpha=0.7)
     for xi, (f2, j2) in zip(x, g.to_numpy()): ax.annotate(f'{j2 / (f2 + j2):.0%} jitter', (xi, f2 + j2), ha='center', va='bottom', fontsize=8)
-    ax.set_xticks(x, labels, fontsize=8); ax.set_ylabel('mean NMF² over videos'); ax.legend(fontsize=8)
+    ax.set_xticks(x, labels, fontsize=7); ax.set_ylabel('mean NMF² over videos'); ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.15 * (g['f2'] + g['j2']).max())          # room for the labels above the tallest bar
     return ax
+
+# %% ../../nbs/07_paper/00_results.ipynb #f08bfb1f
+def switch_summary(table: pd.DataFrame) -> pd.DataFrame:
+    "Per model, method and subset of a `flicker_table`: videos, mean NMF and NMF², and the shares of the mean NMF² from switches and from low-pass flicker."
+    d = table.assign(nmf2=table['nmf'] ** 2, sw2=table['switch'] ** 2, lp2=table['flicker'] ** 2)
+    t = d.groupby(['model', 'method', 'subset'], sort=False).agg(videos=('id', 'size'), nmf=('nmf', 'mean'), nmf2=('nmf2', 'mean'),
+        sw2=('sw2', 'mean'), lp2=('lp2', 'mean'), switch_rate=('switch_rate', 'mean')).reset_index()
+    t['switch_share'], t['lowpass_flicker_share'] = t['sw2'] / t['nmf2'], t['lp2'] / t['nmf2']
+    return t.drop(columns=['sw2', 'lp2'])
+
+def plot_switches(summary: pd.DataFrame, axes=None):
+    "Per subset, one axis: mean NMF² per model and method, stacked switches² / steady², the low-pass flicker² marked, the switch share on top."
+    import matplotlib.pyplot as plt
+    subsets = list(dict.fromkeys(summary['subset']))
+    if axes is None: _, axes = plt.subplots(1, len(subsets), figsize=(4.6 * len(subsets), 4.2), squeeze=False)
+    axes = np.ravel(axes)
+    for ax, s in zip(axes, subsets):
+        t = summary[summary['subset'] == s]
+        x, sw2 = np.arange(len(t)), t['nmf2'] * t['switch_share']
+        ax.bar(x, sw2, color='C3', label='switches²')
+        ax.bar(x, t['nmf2'] - sw2, bottom=sw2, color='C0', alpha=0.7, label='steady²')
+        ax.scatter(x, t['nmf2'] * t['lowpass_flicker_share'], marker='_', s=400, color='k', zorder=3, label='low-pass flicker² (2.5 Hz)')
+        for xi, v, sh in zip(x, t['nmf2'], t['switch_share']): ax.annotate(f'{sh:.0%}', (xi, v), ha='center', va='bottom', fontsize=8)
+        ax.set_xticks(x, [f'{m}\n{me}' for m, me in zip(t['model'], t['method'])], fontsize=7)
+        ax.set_ylim(0, 1.12 * t['nmf2'].max()); ax.set_title(f'{s} clips: share of NMF² from switches', fontsize=10)
+        ax.set_ylabel('mean NMF² over videos')
+    axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=8, frameon=False)
+    axes[0].figure.subplots_adjust(bottom=0.24)          # the legend below the bars, clear of the labels
+    return axes
 
 # %% ../../nbs/07_paper/00_results.ipynb #03bc12cc
 def plot_learning_curves(record: dict, ax=None):
