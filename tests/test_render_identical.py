@@ -20,8 +20,9 @@ import pytest
 
 FIXTURE = Path(__file__).parent / 'fixtures' / 'render_reference.json'
 STILLS = {'train': (0, 1, 13, 14, 24, 33), 'test': (2, 3, 4, 17, 26, 36)}
-CLIPS = {(True, 1): (0, 1, 2, 25, 50, 51, 75, 99), (True, 6): (0, 1, 2, 25, 50, 51, 75, 99),
-         (False, 4): (0, 1, 2, 25, 50, 51, 75, 99)}
+# the clips: pool indices of the 200-clip pool of seed 0 (synthetic-v2's default set: its hard clips 1 and 6, easy clip 4)
+CLIPS = {(True, 173): (0, 1, 2, 25, 50, 51, 75, 99), (True, 199): (0, 1, 2, 25, 50, 51, 75, 99),
+         (False, 49): (0, 1, 2, 25, 50, 51, 75, 99)}
 
 
 def simd_key() -> str:
@@ -43,16 +44,16 @@ def _row(r) -> dict:
 def reference_outputs() -> dict:
     "Hashes of the renders of the fixture's stills and clip frames, rendered by the installed `ldeq.faces`."
     from ldeq.faces.scene import ATTRIBUTE_PROBS, render_scene, sample_scene
-    from ldeq.faces.synth import SPLIT_CODES, StillsConfig, make_clip_spec, recorded_selection, render_clip
+    from ldeq.faces.synth import SPLIT_CODES, PoolConfig, SelectedVideosConfig, StillsConfig, make_clip_spec, render_clip
     out, cfg = {}, StillsConfig()
     for split, idx in STILLS.items():
         for i in idx:                                          # the scene of `render_still(cfg, split, i)`
             rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], i])
             want = [bool(rng.random() < p) for p in ATTRIBUTE_PROBS]
             out[f'{split}_{i}'] = _row(render_scene(sample_scene(rng, (cfg.image_size,) * 2, want, cfg.face_range)))
-    sel = recorded_selection()
+    pool = PoolConfig(n_pool=200)
     for (hard, i), frames in CLIPS.items():
-        spec = make_clip_spec(sel, hard, i)
+        spec = make_clip_spec(SelectedVideosConfig(pool, (i,) if hard else (), () if hard else (i,)), hard, 0)
         for t, r in zip(frames, render_clip(spec, frames)): out[f'{spec.clip_id}_{t}'] = _row(r)
     return out
 

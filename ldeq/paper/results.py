@@ -38,7 +38,8 @@ __all__ = ['MODELS', 'CHECKPOINT_KEYS', 'DATASETS', 'SUBSET_COLUMNS', 'RUN_SEP',
            'table1_claim', 'video_methods', 'video_results', 'save_runs', 'load_runs', 'best_ema', 'table3',
            'table3_changes', 'rwr_vs_ema_curves', 'Claim', 'paper_claims', 'check_claims', 'write_table', 'save_figure',
            'plot_fig1', 'flickery_landmark', 'plot_trajectory', 'plot_frames', 'plot_fig5', 'plot_ced', 'flicker_table',
-           'nmf_split_table', 'plot_nmf_split', 'switch_summary', 'plot_switches', 'plot_learning_curves']
+           'nmf_split_table', 'short_label', 'plot_nmf_split', 'switch_summary', 'plot_switches',
+           'plot_learning_curves']
 
 # %% ../../nbs/07_paper/00_results.ipynb #eaf4a995
 MODELS: dict[str, tuple[str, type]] = {k: (mk.label, mk.model_cls) for k, mk in model_kinds().items()}   # kind -> (label, class), from the registry
@@ -596,11 +597,21 @@ def nmf_split_table(models: dict[str, nn.Module], root, subsets: Sequence[str] =
     return flicker_table(runs, root, cutoff_hz)
 
 # %% ../../nbs/07_paper/00_results.ipynb #6012162b
+def short_label(model: str, method: str | None = None) -> str:
+    "A bar label: the model's short name ('SHG' for the Stacked-Hourglass) and the method's ('RwR k=2', 'RwR k=2 publ.')."
+    m = {'Stacked-Hourglass': 'SHG'}.get(model, model)
+    if method is None: return m
+    if method == 'frame-by-frame': return f'{m}\nframe by frame'
+    if method.startswith('rwr:'):
+        r = parse_method(method)
+        return f"{m}\nRwR k={r.k}{' publ.' if r.semantics == 'published' else ''}"
+    return f'{m}\n{method}'
+
 def _run_groups(table: pd.DataFrame) -> tuple[list, list[str]]:
     "The grouping keys of a flicker table (model, method when it has several, subset) and a bar label per group."
     keys = ['model', 'method', 'subset'] if 'method' in table and table['method'].nunique() > 1 else ['model', 'subset']
     g = table.groupby(keys, sort=False).size().index
-    return keys, ['\n'.join(str(v) for v in (k if isinstance(k, tuple) else (k,))) for k in g]
+    return keys, [short_label(k[0], k[1] if len(keys) == 3 else None) + f'\n{k[-1]}' for k in g]
 
 def plot_nmf_split(table: pd.DataFrame, ax=None):
     "Per model (method) and subset: the mean NMF² over videos as stacked flicker² and jitter², the jitter share on top."
@@ -638,11 +649,11 @@ def plot_switches(summary: pd.DataFrame, axes=None):
         ax.bar(x, t['nmf2'] - sw2, bottom=sw2, color='C0', alpha=0.7, label='steady²')
         ax.scatter(x, t['nmf2'] * t['lowpass_flicker_share'], marker='_', s=400, color='k', zorder=3, label='low-pass flicker² (2.5 Hz)')
         for xi, v, sh in zip(x, t['nmf2'], t['switch_share']): ax.annotate(f'{sh:.0%}', (xi, v), ha='center', va='bottom', fontsize=8)
-        ax.set_xticks(x, [f'{m}\n{me}' for m, me in zip(t['model'], t['method'])], fontsize=7)
+        ax.set_xticks(x, [short_label(m, me) for m, me in zip(t['model'], t['method'])], fontsize=7)
         ax.set_ylim(0, 1.12 * t['nmf2'].max()); ax.set_title(f'{s} clips: share of NMF² from switches', fontsize=10)
         ax.set_ylabel('mean NMF² over videos')
+    axes[0].figure.tight_layout(rect=(0, 0.07, 1, 1))    # room below for the legend, clear of the bar labels
     axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=8, frameon=False)
-    axes[0].figure.subplots_adjust(bottom=0.24)          # the legend below the bars, clear of the labels
     return axes
 
 # %% ../../nbs/07_paper/00_results.ipynb #03bc12cc
