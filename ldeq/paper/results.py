@@ -640,7 +640,7 @@ def plot_switches(summary: pd.DataFrame, axes=None):
     "Per subset, one axis: mean NMF² per model and method, stacked switches² / steady², the low-pass flicker² marked, the switch share on top."
     import matplotlib.pyplot as plt
     subsets = list(dict.fromkeys(summary['subset']))
-    if axes is None: _, axes = plt.subplots(1, len(subsets), figsize=(4.6 * len(subsets), 4.2), squeeze=False)
+    if axes is None: _, axes = plt.subplots(1, len(subsets), figsize=(5.6 * len(subsets), 4.2), squeeze=False)
     axes = np.ravel(axes)
     for ax, s in zip(axes, subsets):
         t = summary[summary['subset'] == s]
