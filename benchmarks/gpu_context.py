@@ -123,9 +123,8 @@ SPREAD_CLIPS = 25                      # the default set's videos here: the main
 
 def _videos_root(plan: Plan, out: Path) -> Path:
     "Where the plan's videos live: the main job's spread of the default set in its own cache, or the tiny set's."
-    from ldeq.faces.synth import default_synthetic_root
-    if not plan.default_synthetic: return synthetic_root(plan, out) / 'wflw_v'
-    return default_synthetic_root().with_name(f'{default_synthetic_root().name}-spread{SPREAD_CLIPS}') / 'wflw_v'
+    from ldeq.faces.synth import part_root
+    return (part_root(f'spread{SPREAD_CLIPS}') if plan.default_synthetic else synthetic_root(plan, out)) / 'wflw_v'
 
 
 def synthetic_ready(plan: Plan, out: Path) -> dict[str, bool]:
