@@ -67,7 +67,8 @@ def ambiguity_of(root: Path, clip_id: str):
     if not (clip_id.startswith('pool_') and marker.is_file()): return None
     pool = json.loads(marker.read_text())['config'].get('pool')
     if pool is None: return None
-    return pool_clip_spec(PoolConfig(**pool), int(clip_id[5:])).ambiguity
+    cfg = PoolConfig(**pool)
+    return pool_clip_spec(cfg, int(clip_id[5:]) - cfg.block * cfg.n_pool).ambiguity      # the ID holds block·n_pool + index
 
 
 def plot_clips(df: pd.DataFrame, config: str, root: Path, start: int, n: int, path: Path) -> None:

@@ -28,9 +28,10 @@ __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_
            'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'VIDEO_HALVES', 'StillsConfig', 'render_still',
            'still_jpeg', 'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of',
            'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip',
-           'PoolConfig', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig', 'video_ids', 'make_clip_spec',
-           'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root',
-           'one_half', 'ensure_synthetic', 'part_root', 'ensure_quick_videos', 'ensure_spread_videos']
+           'PoolConfig', 'pool_number', 'pool_clip_id', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig',
+           'video_ids', 'make_clip_spec', 'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths',
+           'default_synthetic_root', 'one_half', 'ensure_synthetic', 'part_root', 'ensure_quick_videos',
+           'ensure_spread_videos']
 
 # %% ../../nbs/04_faces/03_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -376,14 +377,27 @@ class PoolConfig:
     image_size: int = 256
     fps: float = 25.0
     seed: int = 0
+    block: int = 0                    # a further pool of the seed: clips block·n_pool + index (0: the pool itself)
+
+    def __post_init__(self):
+        if self.n_pool < 1 or self.block < 0:
+            raise ValueError(f'PoolConfig: need n_pool >= 1 and block >= 0, got n_pool={self.n_pool}, block={self.block}')
 
 # %% ../../nbs/04_faces/03_synth.ipynb #83d0fc7d
-def pool_clip_spec(cfg: PoolConfig, index: int) -> ClipSpec:
-    "Clip `index` of a pool, deterministic in (seed, index), at difficulty (index + u) / n_pool with u ~ U(0, 1)."
+def pool_number(cfg: PoolConfig, index: int) -> int:
+    "The number of clip `index` of a pool within its seed, block·n_pool + index: its seed and ID."
     if not 0 <= int(index) < cfg.n_pool: raise ValueError(f'index must lie in [0, {cfg.n_pool}), got index={index}')
-    rng = np.random.default_rng([cfg.seed, 4, int(index)])
+    return cfg.block * cfg.n_pool + int(index)
+
+def pool_clip_id(cfg: PoolConfig, index: int) -> str:
+    "The ID of clip `index` of a pool (`pool_0123`; blocks number on)."
+    return f'pool_{pool_number(cfg, index):04d}'
+
+def pool_clip_spec(cfg: PoolConfig, index: int) -> ClipSpec:
+    "Clip `index` of a pool, deterministic in (seed, its number), at difficulty (index + u) / n_pool with u ~ U(0, 1)."
+    rng = np.random.default_rng([cfg.seed, 4, pool_number(cfg, index)])
     difficulty = (int(index) + rng.random()) / cfg.n_pool
-    return sample_pool_clip(rng, f'pool_{int(index):04d}', difficulty, cfg.n_frames, (cfg.image_size, cfg.image_size), cfg.fps)
+    return sample_pool_clip(rng, pool_clip_id(cfg, index), difficulty, cfg.n_frames, (cfg.image_size, cfg.image_size), cfg.fps)
 
 # %% ../../nbs/04_faces/03_synth.ipynb #89162351
 @dataclass
@@ -429,7 +443,7 @@ class SelectedVideosConfig:
 # %% ../../nbs/04_faces/03_synth.ipynb #6666ef86
 def video_ids(cfg: VideosConfig | SelectedVideosConfig) -> tuple[list[str], list[str]]:
     "The hard and easy clip IDs of a video set (a selected pool's clips keep their pool IDs)."
-    if isinstance(cfg, SelectedVideosConfig): return [f'pool_{i:04d}' for i in cfg.hard], [f'pool_{i:04d}' for i in cfg.easy]
+    if isinstance(cfg, SelectedVideosConfig): return [pool_clip_id(cfg.pool, i) for i in cfg.hard], [pool_clip_id(cfg.pool, i) for i in cfg.easy]
     return [f'synth_hard_{i:03d}' for i in range(cfg.n_hard)], [f'synth_easy_{i:03d}' for i in range(cfg.n_easy)]
 
 # %% ../../nbs/04_faces/03_synth.ipynb #9dfd82f7
@@ -500,7 +514,12 @@ def default_synthetic_root() -> Path:
     return (Path(base) if base else Path.home() / '.cache' / 'ldeq') / SYNTHETIC_VERSION
 
 # %% ../../nbs/04_faces/03_synth.ipynb #b8b91d49
-def _jsonable(cfg) -> dict: return json.loads(json.dumps(asdict(cfg)))
+def _jsonable(cfg) -> dict:
+    "A configuration as JSON reads it back; a pool's block 0 left out, so that caches made before blocks existed still match."
+    d = json.loads(json.dumps(asdict(cfg)))
+    for p in (d, d.get('pool')):
+        if isinstance(p, dict) and p.get('block', None) == 0 and 'n_pool' in p: del p['block']
+    return d
 
 # %% ../../nbs/04_faces/03_synth.ipynb #7b0a4894
 def _ensure_part(dest: Path, cfg, make, workers: int, progress: bool, wait_s: float) -> None:
