@@ -75,11 +75,10 @@ def block_selection(seed: int, block: int, out: Path, reuse=(), workers: int = 2
 
 def hard_root(sel, seed: int, block: int, workers: int = 2, progress: bool = True) -> Path:
     "The WFLW-V folder of a block's hard clips: the default set's cache for the recorded selection, else a cache of their own."
-    from ldeq.faces.synth import SyntheticConfig, ensure_synthetic, one_half, part_root, recorded_selection
+    from ldeq.faces.synth import ensure_synthetic, ensure_videos_part, one_half, recorded_selection
     vc = sel.videos_config
     if vc == recorded_selection(): return ensure_synthetic(parts=['hard_videos'], workers=workers, progress=progress).wflw_v
-    return ensure_synthetic(part_root(f'power-seed{seed}-block{block}'), SyntheticConfig(videos=one_half(vc, 'hard')),
-                            parts=['videos'], workers=workers, progress=progress).wflw_v
+    return ensure_videos_part(one_half(vc, 'hard'), f'power-seed{seed}-block{block}', workers=workers, progress=progress)
 
 
 def clip_rows(sel, fbf: pd.DataFrame, rwr: pd.DataFrame, seed: int, block: int) -> pd.DataFrame:

@@ -30,8 +30,8 @@ __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_
            'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip',
            'PoolConfig', 'pool_number', 'pool_clip_id', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig',
            'video_ids', 'make_clip_spec', 'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths',
-           'default_synthetic_root', 'one_half', 'ensure_synthetic', 'part_root', 'ensure_quick_videos',
-           'ensure_spread_videos']
+           'default_synthetic_root', 'one_half', 'ensure_synthetic', 'part_root', 'ensure_videos_part',
+           'ensure_quick_videos', 'ensure_spread_videos']
 
 # %% ../../nbs/04_faces/03_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -589,18 +589,18 @@ def ensure_synthetic(root=None, config: SyntheticConfig | None = None, parts: Se
 
 # %% ../../nbs/04_faces/03_synth.ipynb #d5dfd13e
 def part_root(name: str) -> Path:
-    "The cache of a part of the default video set, beside the full set: `<root>-<name>` (e.g. `synthetic-v3-spread25`)."
+    "The cache of a set of clips other than the default set, beside it: `<root>-<name>` (e.g. `synthetic-v3-spread25`, `synthetic-v3-power-seed0-block1`)."
     return default_synthetic_root().with_name(f'{SYNTHETIC_VERSION}-{name}')
 
-def _ensure_videos_part(videos: SelectedVideosConfig, name: str, parts, root, workers: int, progress: bool) -> Path:
-    "Render the clips of `videos` (a part of the default set) under `root`, default `part_root(name)`; their WFLW-V folder."
+def ensure_videos_part(videos: SelectedVideosConfig, name: str, parts=('videos',), root=None, workers: int = 2, progress: bool = True) -> Path:
+    "Render the clips of `videos` (some clips of the default set, a power block's hard clips) under `root`, default `part_root(name)`; their WFLW-V folder."
     return ensure_synthetic(Path(root) if root is not None else part_root(name), SyntheticConfig(videos=videos), parts=parts,
                             workers=workers, progress=progress).wflw_v
 
 def ensure_quick_videos(n: int = 2, root=None, workers: int = 2, progress: bool = True) -> Path:
     "The WFLW-V folder of the first `n` hard and easy clips of the default video set, in a cache of their own."
-    return _ensure_videos_part(recorded_selection().head(n), f'quick{int(n)}', ['videos'], root, workers, progress)
+    return ensure_videos_part(recorded_selection().head(n), f'quick{int(n)}', ['videos'], root, workers, progress)
 
 def ensure_spread_videos(n: int, parts: Sequence[str] = ('videos',), root=None, workers: int = 2, progress: bool = True) -> Path:
     "The WFLW-V folder of `n` clips per half spread along the default set's ranking (`SelectedVideosConfig.spread`), in a cache of their own."
-    return _ensure_videos_part(recorded_selection().spread(n), f'spread{int(n)}', parts, root, workers, progress)
+    return ensure_videos_part(recorded_selection().spread(n), f'spread{int(n)}', parts, root, workers, progress)
