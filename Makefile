@@ -70,7 +70,7 @@ docs-seed1: env
 # The power of the video benchmark (issue 28): RwR's hard-clip NMF change and its bootstrap interval as the hard set grows
 # by blocks, each the paper's quarter cut of a further 400-clip pool of the seed (benchmarks/video_power.py), until the
 # interval is within ±3 points (at most 12 blocks, 1,200 hard clips a seed). It resumes where it stopped (a block done is
-# kept under $(POWER)/clips). ~18 min a block on a quiet 2-core AVX-512 machine (seed 0 took 7 blocks, 700 hard clips, about 1 h 50 min).
+# kept under $(POWER)/clips). ~18 min a block on a quiet 2-core AVX-512 machine: seed 0 took 7 blocks (700 hard clips), seed 1 6 (600), about 3 h 20 min in all.
 POWER := benchmarks/results/video_power
 video-power: env
 	$(BIN)/python -m benchmarks.video_power --seed 0 --blocks 12 --stop-at-target --out $(POWER)

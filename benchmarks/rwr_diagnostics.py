@@ -62,13 +62,13 @@ def run_config(name, model, crops: dict, method: str | None, power_iters: int, s
 def ambiguity_of(root: Path, clip_id: str):
     "The per-frame ambiguity envelope of a pool clip of a synthetic selected set, else None."
     import json
-    from ldeq.faces.synth import MARKER, PoolConfig, pool_clip_spec
+    from ldeq.faces.synth import MARKER, PoolConfig, pool_clip_spec, pool_index
     marker = root / MARKER
     if not (clip_id.startswith('pool_') and marker.is_file()): return None
     pool = json.loads(marker.read_text())['config'].get('pool')
     if pool is None: return None
     cfg = PoolConfig(**pool)
-    return pool_clip_spec(cfg, int(clip_id[5:]) - cfg.block * cfg.n_pool).ambiguity      # the ID holds block·n_pool + index
+    return pool_clip_spec(cfg, pool_index(cfg, clip_id)).ambiguity
 
 
 def plot_clips(df: pd.DataFrame, config: str, root: Path, start: int, n: int, path: Path) -> None:

@@ -8,8 +8,8 @@ grows block by block, on one seed or several.
     (or python benchmarks/video_power.py ...: the same; `make video-power` runs both seeds)
 
 Table 3's RwR row changes the *mean* NMF of the hard clips, and on the default 100 it is carried by a few clips (on seed
-0 the ten clips RwR helps most hold two thirds of the reduction), so its paired bootstrap interval is wide (±5.7 points
-on seed 0, ±8.2 on seed 1). This benchmark grows the hard set with the settings frozen on seed 0 until the interval is
+0 the ten clips RwR helps most hold two thirds of the reduction), so its paired bootstrap interval is wide (±5.9 points
+on seed 0, ±8.6 on seed 1; the larger side). This benchmark grows the hard set with the settings frozen on seed 0 until the interval is
 narrow enough to rank methods:
 
 - block b of a seed is a pool of 400 clips (`PoolConfig(seed=seed, block=b)`: clips pool_{400b}…, block 0 is the

@@ -28,10 +28,10 @@ __all__ = ['SPLIT_CODES', 'HARD_FACTORS', 'CLIP_OCCLUDER_KINDS', 'CLIP_OCCLUDER_
            'POOL_OCCLUDER_REGIONS', 'SYNTHETIC_VERSION', 'MARKER', 'VIDEO_HALVES', 'StillsConfig', 'render_still',
            'still_jpeg', 'pool_map', 'generate_stills', 'smooth_track', 'blink_track', 'landmarks_of',
            'occluder_coverage', 'ClipSpec', 'sample_clip', 'render_clip', 'stretch_envelope', 'sample_pool_clip',
-           'PoolConfig', 'pool_number', 'pool_clip_id', 'pool_clip_spec', 'VideosConfig', 'SelectedVideosConfig',
-           'video_ids', 'make_clip_spec', 'generate_videos', 'recorded_selection', 'SyntheticConfig', 'SyntheticPaths',
-           'default_synthetic_root', 'one_half', 'ensure_synthetic', 'part_root', 'ensure_videos_part',
-           'ensure_quick_videos', 'ensure_spread_videos']
+           'PoolConfig', 'pool_number', 'pool_clip_id', 'pool_index', 'pool_clip_spec', 'VideosConfig',
+           'SelectedVideosConfig', 'video_ids', 'make_clip_spec', 'generate_videos', 'recorded_selection',
+           'SyntheticConfig', 'SyntheticPaths', 'default_synthetic_root', 'one_half', 'ensure_synthetic', 'part_root',
+           'ensure_videos_part', 'ensure_quick_videos', 'ensure_spread_videos']
 
 # %% ../../nbs/04_faces/03_synth.ipynb #ca215c5e
 SPLIT_CODES = {'train': 0, 'test': 1}
@@ -392,6 +392,14 @@ def pool_number(cfg: PoolConfig, index: int) -> int:
 def pool_clip_id(cfg: PoolConfig, index: int) -> str:
     "The ID of clip `index` of a pool (`pool_0123`; blocks number on)."
     return f'pool_{pool_number(cfg, index):04d}'
+
+def pool_index(cfg: PoolConfig, clip_id: str) -> int:
+    "The index in pool `cfg` of the clip with ID `clip_id`, the inverse of `pool_clip_id`."
+    head, _, num = clip_id.partition('_')
+    if head != 'pool' or not num.isdigit(): raise ValueError(f"pool_index: clip_id must be 'pool_<number>', got clip_id={clip_id!r}")
+    index = int(num) - cfg.block * cfg.n_pool
+    if not 0 <= index < cfg.n_pool: raise ValueError(f'pool_index: {clip_id} is not in block {cfg.block} of {cfg.n_pool} clips')
+    return index
 
 def pool_clip_spec(cfg: PoolConfig, index: int) -> ClipSpec:
     "Clip `index` of a pool, deterministic in (seed, its number), at difficulty (index + u) / n_pool with u ~ U(0, 1)."
